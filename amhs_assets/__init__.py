@@ -1,0 +1,3 @@
+from amhs_assets.definitions import defs
+
+__all__ = ["defs"]
