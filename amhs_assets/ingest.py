@@ -161,8 +161,14 @@ def _as_utc(column: pd.Series) -> tuple[pd.Series, pd.Series]:
         return stamps.astype("datetime64[ns, UTC]"), pd.Series(False, index=column.index)
     text = column.astype("string").str.strip()
     empty = text.isna() | text.isin(NA_TOKENS)
-    stamps = pd.to_datetime(text.where(~empty), format="ISO8601", utc=True, errors="coerce")
-    return stamps.astype("datetime64[ns, UTC]"), ~empty & stamps.isna()
+    # pandas applies the first offset it sees to naive strings in the same call: parse the
+    # naive ones (which mean UTC) apart from those that carry an offset
+    aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False).astype(bool)
+    stamps = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    for part in (aware & ~empty, ~aware & ~empty):
+        if part.any():
+            stamps[part] = pd.to_datetime(text[part], format="ISO8601", utc=True, errors="coerce")
+    return stamps, ~empty & stamps.isna()
 
 
 def type_columns(text: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -197,6 +203,8 @@ def _concat_failures(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _format_value(value: object) -> str:
     """A failing value as it reads in a message."""
+    if isinstance(value, float) and value != value:
+        return "empty"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value) if isinstance(value, str) else str(value)
