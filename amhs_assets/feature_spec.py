@@ -17,7 +17,8 @@ from amhs_assets.contract import COLUMN_SPECS, LOOKBACK_MIN, N_FEATURES, NUMERIC
 
 FEATURE_VERSION = "1.0.0"  # bump whenever a definition below changes
 
-SHIFT_START_HOURS: tuple[int, ...] = (6, 14, 22)  # fab shift changes, UTC clock
+LOCAL_UTC_OFFSET_H = 8  # fab local time = UTC + this; the calendar features use local time
+SHIFT_START_HOURS: tuple[int, ...] = (6, 14, 22)  # fab shift changes, local time
 CALENDAR_SOURCE = "cal"
 
 NOW = (None,)  # one feature without a window
@@ -72,14 +73,30 @@ DERIVED: tuple[DerivedSeries, ...] = (
 BASE_SERIES: tuple[str, ...] = (*NUMERIC_COLUMNS, *(d.name for d in DERIVED))
 
 _CALENDAR: dict[str, str] = {
-    "minute_of_day_sin": "sine of the minute of the day (UTC)",
-    "minute_of_day_cos": "cosine of the minute of the day (UTC)",
+    "minute_of_day_sin": "sine of the local minute of the day",
+    "minute_of_day_cos": "cosine of the local minute of the day",
     "shift_index": f"shift of the day, shifts starting at {SHIFT_START_HOURS} h",
     "minutes_since_shift_change": "minutes since the last shift change",
-    "day_of_week": "day of the week, Monday = 0",
+    "day_of_week": "local day of the week, Monday = 0",
     "is_weekend": "1 on Saturday and Sunday",
 }
 CALENDAR_FEATURES: tuple[str, ...] = tuple(_CALENDAR)
+
+
+def calendar_features(minutes: np.ndarray) -> np.ndarray:
+    """Calendar features (rows in CALENDAR_FEATURES order) of minutes since the Unix epoch (UTC)."""
+    local = minutes + LOCAL_UTC_OFFSET_H * 60
+    minute_of_day = local % 1440
+    angle = 2.0 * np.pi * minute_of_day / 1440.0
+    starts = np.array(SHIFT_START_HOURS) * 60
+    shift = np.searchsorted(starts, minute_of_day, side="right") - 1  # -1: before the first start
+    since_shift = (minute_of_day - starts[shift]) % 1440
+    day_of_week = (local // 1440 + 3) % 7  # 1970-01-01 was a Thursday
+    values = {"minute_of_day_sin": np.sin(angle), "minute_of_day_cos": np.cos(angle),
+              "shift_index": shift % len(starts), "minutes_since_shift_change": since_shift,
+              "day_of_week": day_of_week, "is_weekend": day_of_week >= 5}
+    return np.stack([np.asarray(values[c], dtype=np.float64) for c in CALENDAR_FEATURES])
+
 
 # source -> transform -> windows; dict order is the output order
 _PLAN: dict[str, dict[str, tuple[int | None, ...]]] = {
@@ -155,6 +172,7 @@ class FeatureSpec:
 
     @property
     def name(self) -> str:
+        """`{source}__{transform}` or `{source}__{transform}_{window}`."""
         suffix = "" if self.window is None else f"_{self.window}"
         return f"{self.source}__{self.transform}{suffix}"
 

@@ -1,0 +1,223 @@
+"""Training data and the per-horizon XGBoost models (the original V8 design), no Dagster.
+
+Regressors learn the *change* from the persistence value (the last known target value), not
+the level: tree models cannot extrapolate, and a regime with higher transfer times (drift)
+then shifts the baseline instead of pushing predictions off the edge of the trees.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.splits import TEST, TRAIN, VAL, SplitConfig, assign_splits
+
+N_CLASSES = len(STATES)
+UNAVAILABLE = -1
+# The figures that matter are MAEs and transfer times are heavy-tailed: fit the median.
+REGRESSION_OBJECTIVE = "reg:absoluteerror"
+
+
+@dataclass
+class ModelDataset:
+    """Usable rows of every split: features, targets, baselines and split labels."""
+
+    feature_names: tuple[str, ...]
+    X: np.ndarray  # float32 (rows, features)
+    line_id: np.ndarray
+    timestamp: pd.DatetimeIndex
+    split: np.ndarray  # TRAIN / VAL / TEST
+    targets: pd.DataFrame  # f"{target}_{h}" columns, state as int codes (-1 unavailable)
+    persistence: np.ndarray  # last known value of the target column at t
+    alarms_now: np.ndarray  # alarms_major at t
+    horizons: tuple[int, ...]
+    boundaries: pd.DataFrame
+    thresholds: dict = field(default_factory=dict)  # warning_s, critical_s, target_column
+
+    def mask(self, split: str) -> np.ndarray:
+        return self.split == split
+
+    def target(self, name: str, h: int) -> np.ndarray:
+        return self.targets[f"{name}_{h}"].to_numpy()
+
+
+def build_dataset(features: pd.DataFrame, targets: pd.DataFrame, usable: np.ndarray,
+                  horizons: tuple[int, ...], config: SplitConfig, thresholds: dict
+                  ) -> ModelDataset:
+    """Join features and targets, drop unusable rows, and label each row's split."""
+    if len(features) != len(targets) or not (
+        features["timestamp"].to_numpy() == targets["timestamp"].to_numpy()
+    ).all():
+        raise ValueError("features and targets must hold the same rows in the same order")
+    split, bounds = assign_splits(features["line_id"], features["timestamp"], config)
+    keep = np.asarray(usable, bool) & (split != "purged")
+    names = tuple(c for c in features.columns if c not in ("line_id", "timestamp"))
+    kept = features.loc[keep]
+    column = thresholds.get("target_column", "transfer_time_avg_s")
+    base = f"{column}__last" if f"{column}__last" in kept else f"{column}__value"
+    return ModelDataset(
+        feature_names=names,
+        X=kept[list(names)].to_numpy(dtype=np.float32),
+        line_id=kept["line_id"].to_numpy(),
+        timestamp=pd.DatetimeIndex(kept["timestamp"]),
+        split=split[keep],
+        targets=targets.loc[keep].drop(columns=["line_id", "timestamp"]).reset_index(drop=True),
+        persistence=kept[base].to_numpy(dtype=np.float64),
+        alarms_now=kept["alarms_major__value"].to_numpy(dtype=np.float64),
+        horizons=tuple(horizons),
+        boundaries=bounds,
+        thresholds=dict(thresholds),
+    )
+
+
+def persistence_state(persistence: np.ndarray, alarms_now: np.ndarray, thresholds: dict
+                      ) -> np.ndarray:
+    """The state the current minute would have if nothing changed (the baseline's state)."""
+    state = np.zeros(len(persistence), dtype=np.int8)
+    state[persistence >= thresholds["warning_s"]] = 1
+    state[(persistence >= thresholds["critical_s"]) | (alarms_now > 0)] = 2
+    return state
+
+
+@functools.cache
+def detect_device() -> str:
+    """'cuda' when XGBoost was built with CUDA and an NVIDIA GPU answers, else 'cpu'."""
+    if not xgb.build_info().get("USE_CUDA") or shutil.which("nvidia-smi") is None:
+        return "cpu"
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
+    return "cuda" if out.returncode == 0 and "GPU" in out.stdout else "cpu"
+
+
+@dataclass(frozen=True)
+class XgbConfig:
+    """Boosting settings shared by every XGBoost model."""
+
+    max_depth: int = 6
+    learning_rate: float = 0.08
+    subsample: float = 0.8
+    colsample_bytree: float = 0.5
+    min_child_weight: float = 5.0
+    max_bin: int = 64
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 30
+    class_weight_power: float = 0.5  # 0: none, 1: fully balanced classes
+    device: str = "auto"
+    seed: int = 42
+
+    def params(self) -> dict:
+        device = detect_device() if self.device == "auto" else self.device
+        return {
+            "tree_method": "hist", "device": device, "max_depth": self.max_depth,
+            "eta": self.learning_rate, "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree, "min_child_weight": self.min_child_weight,
+            "max_bin": self.max_bin, "seed": self.seed, "nthread": os.cpu_count() or 1,
+        }
+
+
+def class_weights(y: np.ndarray, power: float) -> np.ndarray:
+    """Per-row weights (n / (k * count_c)) ** power: rare states count more."""
+    counts = np.bincount(y, minlength=N_CLASSES).astype(float)
+    per_class = np.where(counts > 0, len(y) / (N_CLASSES * np.maximum(counts, 1)), 0.0) ** power
+    return per_class[y]
+
+
+def fit_booster(config: XgbConfig, objective: str, X: np.ndarray, y: np.ndarray,
+                X_val: np.ndarray, y_val: np.ndarray, weight: np.ndarray | None = None,
+                weight_val: np.ndarray | None = None) -> xgb.Booster:
+    """One XGBoost model with early stopping on the validation rows."""
+    params = config.params() | {"objective": objective}
+    if objective == "multi:softprob":
+        params |= {"num_class": N_CLASSES, "eval_metric": "mlogloss"}
+    else:
+        params |= {"eval_metric": "mae"}
+    train = xgb.QuantileDMatrix(X, label=y, weight=weight, max_bin=config.max_bin,
+                                nthread=params["nthread"])
+    val = xgb.QuantileDMatrix(X_val, label=y_val, weight=weight_val, ref=train,
+                              max_bin=config.max_bin, nthread=params["nthread"])
+    return xgb.train(params, train, num_boost_round=config.num_boost_round,
+                     evals=[(val, "val")], early_stopping_rounds=config.early_stopping_rounds,
+                     verbose_eval=False)
+
+
+def baseline(persistence: np.ndarray, fallback: float) -> np.ndarray:
+    """Persistence with unknown values replaced by a fallback level."""
+    return np.where(np.isnan(persistence), fallback, persistence)
+
+
+def ordered(pred: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Enforce min <= avg <= max (and no negative times) on regression predictions."""
+    avg = np.maximum(pred["avg"], 0.0)
+    return pred | {"avg": avg, "min": np.clip(pred["min"], 0.0, avg),
+                   "max": np.maximum(pred["max"], avg)}
+
+
+@dataclass
+class HorizonModels:
+    """One horizon's original design: XGBoost regressors for min/max/avg and a state classifier."""
+
+    horizon: int
+    regressors: dict[str, xgb.Booster]
+    classifier: xgb.Booster
+    fallback: float  # level used where persistence is unknown
+    feature_names: tuple[str, ...]
+    best_iterations: dict[str, int]
+
+    def predict(self, X: np.ndarray, persistence: np.ndarray) -> dict[str, np.ndarray]:
+        """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
+        dm = xgb.DMatrix(X)
+        base = baseline(persistence, self.fallback)
+        pred = {t: base + _predict(b, dm) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": _predict(self.classifier, dm).reshape(len(X), N_CLASSES)}
+
+
+def _predict(booster: xgb.Booster, dm: xgb.DMatrix) -> np.ndarray:
+    """Predictions with the early-stopped number of trees."""
+    best = getattr(booster, "best_iteration", None)
+    rng = (0, best + 1) if best is not None else (0, 0)
+    return booster.predict(dm, iteration_range=rng)
+
+
+def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig) -> HorizonModels:
+    """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val."""
+    tr, va = ds.mask(TRAIN), ds.mask(VAL)
+    fallback = float(np.nanmedian(ds.target("avg", h)[tr]))
+    base = baseline(ds.persistence, fallback)
+    regressors, best = {}, {}
+    for name in REGRESSION_TARGETS:
+        y = ds.target(name, h) - base
+        ok_tr, ok_va = tr & ~np.isnan(y), va & ~np.isnan(y)
+        regressors[name] = fit_booster(config, REGRESSION_OBJECTIVE, ds.X[ok_tr], y[ok_tr],
+                                       ds.X[ok_va], y[ok_va])
+        best[name] = int(regressors[name].best_iteration)
+    state = ds.target("state", h).astype(int)
+    ok_tr, ok_va = tr & (state >= 0), va & (state >= 0)
+    classifier = fit_booster(
+        config, "multi:softprob", ds.X[ok_tr], state[ok_tr], ds.X[ok_va], state[ok_va],
+        weight=class_weights(state[ok_tr], config.class_weight_power),
+        weight_val=class_weights(state[ok_va], config.class_weight_power),
+    )
+    best["state"] = int(classifier.best_iteration)
+    return HorizonModels(h, regressors, classifier, fallback, ds.feature_names, best)
+
+
+def split_summary(ds: ModelDataset) -> dict[str, dict]:
+    """Rows and time range of each split, for reports."""
+    out = {}
+    for name in (TRAIN, VAL, TEST):
+        m = ds.mask(name)
+        ts = ds.timestamp[m]
+        out[name] = {"rows": int(m.sum()),
+                     "start": ts.min().isoformat() if m.any() else None,
+                     "end": ts.max().isoformat() if m.any() else None}
+    return out
