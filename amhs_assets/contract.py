@@ -31,6 +31,11 @@ N_FEATURES = 222
 FLAG_FILLED = "is_filled"  # minute filled from the last observation (short gap)
 FLAG_MISSING = "is_missing"  # minute inside a long gap: every value missing, never used
 
+# fab local time: shifts, maintenance windows and calendar features follow it (no DST)
+FAB_TIMEZONE = "Asia/Taipei"
+FAB_UTC_OFFSET_H = 8  # must equal FAB_TIMEZONE's offset
+SHIFT_START_HOURS: tuple[int, ...] = (6, 14, 22)  # shift changes, local time
+
 LINE_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 # --- registry (SPEC section 5) -------------------------------------------------------------

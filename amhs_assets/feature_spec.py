@@ -13,12 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from amhs_assets.contract import COLUMN_SPECS, LOOKBACK_MIN, N_FEATURES, NUMERIC_COLUMNS, TARGET_COLUMN
+from amhs_assets.contract import (
+    COLUMN_SPECS,
+    FAB_UTC_OFFSET_H,
+    LOOKBACK_MIN,
+    N_FEATURES,
+    NUMERIC_COLUMNS,
+    SHIFT_START_HOURS,
+    TARGET_COLUMN,
+)
 
 FEATURE_VERSION = "1.0.0"  # bump whenever a definition below changes
 
-LOCAL_UTC_OFFSET_H = 8  # fab local time = UTC + this; the calendar features use local time
-SHIFT_START_HOURS: tuple[int, ...] = (6, 14, 22)  # fab shift changes, local time
 CALENDAR_SOURCE = "cal"
 
 NOW = (None,)  # one feature without a window
@@ -85,7 +91,7 @@ CALENDAR_FEATURES: tuple[str, ...] = tuple(_CALENDAR)
 
 def calendar_features(minutes: np.ndarray) -> np.ndarray:
     """Calendar features (rows in CALENDAR_FEATURES order) of minutes since the Unix epoch (UTC)."""
-    local = minutes + LOCAL_UTC_OFFSET_H * 60
+    local = minutes + FAB_UTC_OFFSET_H * 60
     minute_of_day = local % 1440
     angle = 2.0 * np.pi * minute_of_day / 1440.0
     starts = np.array(SHIFT_START_HOURS) * 60

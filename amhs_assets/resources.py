@@ -9,6 +9,7 @@ from pydantic import Field
 
 from amhs_assets.contract import (
     CRITICAL_THRESHOLD_S,
+    FAB_TIMEZONE,
     HORIZONS,
     MAX_FILL_GAP_MIN,
     TARGET_COLUMN,
@@ -28,7 +29,7 @@ class AmhsSettings(dg.ConfigurableResource):
     quarantine_warn_share: float = Field(
         default=0.05, description="warn when more than this share of rows is quarantined"
     )
-    fab_timezone: str = Field(default="Asia/Seoul", description="timezone of schedules and pages")
+    fab_timezone: str = Field(default=FAB_TIMEZONE, description="timezone of schedules and pages")
     seed: int = Field(default=42, description="seed of every model fit")
 
     @property

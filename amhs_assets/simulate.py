@@ -4,7 +4,7 @@ Causal chain, per line and minute (knobs in CAPITALS below):
 
 1. Demand. Transfer commands arrive as Poisson counts with a gamma-mixed (bursty) rate:
    base demand (LOAD_RANGE of the fleet's free-flow capacity) x shift level (three shifts at
-   SHIFT_STARTS_LOCAL_H, local time LOCAL_UTC_OFFSET_H) x a dip before and a surge after every
+   SHIFT_START_HOURS, local time FAB_UTC_OFFSET_H) x a dip before and a surge after every
    shift change (SHIFT_DIP, SHIFT_SURGE) x weekday (WEEKDAY_LEVEL) x slow wander (day and
    hour knots) x process tools up (tools down send no lots).
 2. Fleet. Vehicles fail at random (VEHICLE_MTBF_DAYS) and wait for repair (mostly quick
@@ -52,7 +52,13 @@ import pandas as pd
 from scipy.signal import lfilter
 from tqdm.auto import tqdm
 
-from amhs_assets.contract import INTEGER_COLUMNS, RAW_COLUMNS, TRANSFER_TIME_COLUMNS
+from amhs_assets.contract import (
+    FAB_UTC_OFFSET_H,
+    INTEGER_COLUMNS,
+    RAW_COLUMNS,
+    SHIFT_START_HOURS,
+    TRANSFER_TIME_COLUMNS,
+)
 
 DEFAULT_LINES = 3
 DEFAULT_DAYS = 30
@@ -60,8 +66,6 @@ DEFAULT_SEED = 7
 DEFAULT_START = "2026-01-05"
 
 # --- knobs ---------------------------------------------------------------------------------
-LOCAL_UTC_OFFSET_H = 8  # fab local time (shifts, PM, weekdays)
-SHIFT_STARTS_LOCAL_H = (6, 14, 22)
 SHIFT_LEVEL = (1.05, 1.0, 0.85)  # day, swing, night
 SHIFT_DIP, SHIFT_SURGE = 0.30, 0.28  # handover dip, then the backlog surge
 WEEKDAY_LEVEL = (1.0, 1.0, 1.0, 1.0, 1.0, 0.88, 0.8)  # Monday .. Sunday
@@ -117,7 +121,7 @@ class Clock:
 def _clock(start: pd.Timestamp, n: int) -> Clock:
     """Build the calendar of n minutes whose WARMUP_MIN-th minute is `start`."""
     minute = np.arange(n) - WARMUP_MIN
-    first = start + pd.Timedelta(minutes=int(minute[0]) + 60 * LOCAL_UTC_OFFSET_H)
+    first = start + pd.Timedelta(minutes=int(minute[0]) + 60 * FAB_UTC_OFFSET_H)
     local = minute - minute[0] + first.hour * 60 + first.minute
     day = local // DAY
     return Clock(minute, local % DAY, day, (first.weekday() + day) % 7)
@@ -172,7 +176,7 @@ def _wander(rng: np.random.Generator, clock: Clock) -> np.ndarray:
 def _demand(p: LineParams, clock: Clock, rng: np.random.Generator, tools_down: np.ndarray,
             drift: np.ndarray) -> np.ndarray:
     """Expected transfer commands per minute: shifts, handovers, weekdays, wander, drift."""
-    starts = np.array(SHIFT_STARTS_LOCAL_H) * 60
+    starts = np.array(SHIFT_START_HOURS) * 60
     shift = np.searchsorted(starts, clock.tod, side="right") - 1  # -1: before the first
     level = np.array(SHIFT_LEVEL)[shift]  # index -1 is the night shift, as it should be
     for s in starts:
