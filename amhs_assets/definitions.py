@@ -10,14 +10,13 @@ import os
 
 import dagster as dg
 
-from amhs_assets.assets import ingest
+from amhs_assets.assets import evaluation, features, ingest, training
 from amhs_assets.resources import AmhsSettings
 
-all_assets = dg.load_assets_from_modules([ingest])
-all_checks = dg.load_asset_checks_from_modules([ingest])
+ASSET_MODULES = [ingest, features, training, evaluation]
 
 defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     resources={"settings": AmhsSettings(data_dir=os.environ.get("AMHS_DATA_DIR", "data"))},
 )

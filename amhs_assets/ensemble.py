@@ -78,12 +78,13 @@ class EnsembleModel:
     target_scale: np.ndarray
     weights: dict[tuple[int, str], np.ndarray]  # (h, target or "state") -> weights of MEMBERS
     fallback: float
+    persistence_index: int
     horizons: tuple[int, ...]
 
-    def members(self, X: np.ndarray, persistence: np.ndarray, h: int) -> dict[str, dict]:
+    def members(self, X: np.ndarray, h: int) -> dict[str, dict]:
         """Each member's predictions at horizon h (regressions in seconds, state probabilities)."""
-        base = baseline(persistence, self.fallback)
-        out = {"xgb": self.xgb[h].predict(X, persistence)}
+        base = baseline(X[:, self.persistence_index], self.fallback)
+        out = {"xgb": self.xgb[h].predict(X)}
         X = X[:, self.columns]
         Xs = self.scaler.transform(X)
         mlp_all = self.mlp_regressor.predict(Xs).reshape(len(X), -1) * self.target_scale
@@ -94,9 +95,9 @@ class EnsembleModel:
         out["mlp"]["proba"] = _proba(self.mlp_classifiers[h], Xs)
         return out
 
-    def predict(self, X: np.ndarray, persistence: np.ndarray, h: int) -> dict[str, np.ndarray]:
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
         """The blended min/max/avg and state probabilities at horizon h."""
-        parts = self.members(X, persistence, h)
+        parts = self.members(X, h)
         return blend(parts, {k: w for (hh, k), w in self.weights.items() if hh == h})
 
 
@@ -123,11 +124,7 @@ def _proba(model, X: np.ndarray) -> np.ndarray:
 
 def top_features(models: dict[int, HorizonModels], k: int) -> np.ndarray:
     """Indices of the k features with the highest total XGBoost gain over every horizon's models."""
-    gain = np.zeros(len(next(iter(models.values())).feature_names))
-    for m in models.values():
-        for booster in (*m.regressors.values(), m.classifier):
-            for key, value in booster.get_score(importance_type="total_gain").items():
-                gain[int(key[1:])] += value
+    gain = sum(m.gain() for m in models.values())
     return np.sort(np.argsort(-gain, kind="stable")[:k])
 
 
@@ -235,11 +232,12 @@ def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
         hgb_classifiers={h: hgb[h][1] for h in ds.horizons},
         mlp_regressor=mlp, mlp_classifiers=mlp_clfs, columns=columns, scaler=scaler,
         target_scale=scale,
-        weights={}, fallback=fallback, horizons=tuple(ds.horizons),
+        weights={}, fallback=fallback, persistence_index=ds.persistence_index,
+        horizons=tuple(ds.horizons),
     )
     va = ds.mask(VAL)
     for h in ds.horizons:
-        parts = model.members(ds.X[va], ds.persistence[va], h)
+        parts = model.members(ds.X[va], h)
         truth = {t: ds.target(t, h)[va] for t in (*REGRESSION_TARGETS, "state")}
         truth["state"] = truth["state"].astype(int)
         for key, w in choose_weights(parts, truth).items():

@@ -24,6 +24,7 @@ N_CLASSES = len(STATES)
 UNAVAILABLE = -1
 # The figures that matter are MAEs and transfer times are heavy-tailed: fit the median.
 REGRESSION_OBJECTIVE = "reg:absoluteerror"
+ALARMS_FEATURE = "alarms_major__value"
 
 
 @dataclass
@@ -38,6 +39,8 @@ class ModelDataset:
     targets: pd.DataFrame  # f"{target}_{h}" columns, state as int codes (-1 unavailable)
     persistence: np.ndarray  # last known value of the target column at t
     alarms_now: np.ndarray  # alarms_major at t
+    persistence_index: int  # column of X holding the persistence value
+    alarms_index: int  # column of X holding alarms_major at t
     horizons: tuple[int, ...]
     boundaries: pd.DataFrame
     thresholds: dict = field(default_factory=dict)  # warning_s, critical_s, target_column
@@ -71,7 +74,9 @@ def build_dataset(features: pd.DataFrame, targets: pd.DataFrame, usable: np.ndar
         split=split[keep],
         targets=targets.loc[keep].drop(columns=["line_id", "timestamp"]).reset_index(drop=True),
         persistence=kept[base].to_numpy(dtype=np.float64),
-        alarms_now=kept["alarms_major__value"].to_numpy(dtype=np.float64),
+        alarms_now=kept[ALARMS_FEATURE].to_numpy(dtype=np.float64),
+        persistence_index=names.index(base),
+        alarms_index=names.index(ALARMS_FEATURE),
         horizons=tuple(horizons),
         boundaries=bounds,
         thresholds=dict(thresholds),
@@ -170,15 +175,24 @@ class HorizonModels:
     regressors: dict[str, xgb.Booster]
     classifier: xgb.Booster
     fallback: float  # level used where persistence is unknown
+    persistence_index: int
     feature_names: tuple[str, ...]
     best_iterations: dict[str, int]
 
-    def predict(self, X: np.ndarray, persistence: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
         dm = xgb.DMatrix(X)
-        base = baseline(persistence, self.fallback)
+        base = baseline(X[:, self.persistence_index], self.fallback)
         pred = {t: base + _predict(b, dm) for t, b in self.regressors.items()}
         return ordered(pred) | {"proba": _predict(self.classifier, dm).reshape(len(X), N_CLASSES)}
+
+    def gain(self) -> np.ndarray:
+        """Total gain of each feature over the four models."""
+        gain = np.zeros(len(self.feature_names))
+        for booster in (*self.regressors.values(), self.classifier):
+            for key, value in booster.get_score(importance_type="total_gain").items():
+                gain[int(key[1:])] += value  # unnamed features are keyed f0, f1, ...
+        return gain
 
 
 def _predict(booster: xgb.Booster, dm: xgb.DMatrix) -> np.ndarray:
@@ -208,7 +222,44 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig) -> HorizonMo
         weight_val=class_weights(state[ok_va], config.class_weight_power),
     )
     best["state"] = int(classifier.best_iteration)
-    return HorizonModels(h, regressors, classifier, fallback, ds.feature_names, best)
+    return HorizonModels(h, regressors, classifier, fallback, ds.persistence_index,
+                         ds.feature_names, best)
+
+
+@dataclass
+class XgbModel:
+    """The original design across horizons: one HorizonModels per horizon."""
+
+    horizon_models: dict[int, HorizonModels]
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return tuple(sorted(self.horizon_models))
+
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
+        return self.horizon_models[h].predict(X)
+
+
+@dataclass
+class PersistenceModel:
+    """The baseline: the current value carried forward, and the state it implies now."""
+
+    persistence_index: int
+    alarms_index: int
+    fallback: float
+    thresholds: dict
+    horizons: tuple[int, ...]
+
+    @classmethod
+    def from_dataset(cls, ds: ModelDataset) -> "PersistenceModel":
+        fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[ds.mask(TRAIN)]))
+        return cls(ds.persistence_index, ds.alarms_index, fallback, ds.thresholds, ds.horizons)
+
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
+        value = baseline(X[:, self.persistence_index].astype(float), self.fallback)
+        state = persistence_state(value, X[:, self.alarms_index], self.thresholds)
+        return {"min": value, "max": value, "avg": value,
+                "proba": np.eye(N_CLASSES)[state]}
 
 
 def split_summary(ds: ModelDataset) -> dict[str, dict]:

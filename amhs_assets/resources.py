@@ -31,6 +31,14 @@ class AmhsSettings(dg.ConfigurableResource):
     )
     fab_timezone: str = Field(default=FAB_TIMEZONE, description="timezone of schedules and pages")
     seed: int = Field(default=42, description="seed of every model fit")
+    xgb_device: str = Field(default="auto", description="XGBoost device: auto, cpu or cuda")
+    val_fraction: float = Field(default=0.2, description="share of each line's span for validation")
+    test_fraction: float = Field(default=0.2, description="share of each line's span for test")
+
+    @property
+    def thresholds(self) -> dict:
+        return {"warning_s": self.warning_s, "critical_s": self.critical_s,
+                "target_column": self.target_column}
 
     @property
     def root(self) -> Path:

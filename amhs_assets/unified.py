@@ -58,14 +58,19 @@ class UnifiedModel:
     regressors: dict[str, xgb.Booster]
     classifier: xgb.Booster
     fallback: float
+    persistence_index: int
     horizons_seen: tuple[int, ...]
     feature_names: tuple[str, ...]
 
-    def predict(self, X: np.ndarray, persistence: np.ndarray, h: int) -> dict[str, np.ndarray]:
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return self.horizons_seen
+
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
         """min/max/avg and state probabilities at horizon h (minutes)."""
         h = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
         dm = xgb.DMatrix(with_horizon(X, h))
-        base = baseline(persistence, self.fallback)
+        base = baseline(X[:, self.persistence_index], self.fallback)
         pred = {t: base + _predict(b, dm) for t, b in self.regressors.items()}
         return ordered(pred) | {"proba": _predict(self.classifier, dm).reshape(len(X), N_CLASSES)}
 
@@ -90,5 +95,5 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
         weight=class_weights(y_tr, config.class_weight_power),
         weight_val=class_weights(y_va, config.class_weight_power),
     )
-    return UnifiedModel(regressors, classifier, fallback, tuple(ds.horizons),
+    return UnifiedModel(regressors, classifier, fallback, ds.persistence_index, tuple(ds.horizons),
                         (*ds.feature_names, HORIZON_FEATURE))

@@ -1,0 +1,151 @@
+"""Splits, metrics, models and evaluation on a small simulated data set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from amhs_assets.contract import HORIZONS, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
+from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.evaluation import (
+    evaluation_document,
+    evaluation_records,
+    predictions_frame,
+    summary_table,
+)
+from amhs_assets.features import build_features, build_targets, feature_rows_usable
+from amhs_assets.ingest import regularize
+from amhs_assets.metrics import classification_metrics, regression_metrics
+from amhs_assets.modeling import (
+    PersistenceModel,
+    XgbConfig,
+    XgbModel,
+    build_dataset,
+    fit_horizon_models,
+)
+from amhs_assets.schemas import EvaluationDocument
+from amhs_assets.simulate import simulate_lines
+from amhs_assets.splits import SplitConfig, assign_splits
+from amhs_assets.unified import fit_unified_model
+
+THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
+FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, seed=3)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    raw = pd.concat(simulate_lines(["A", "B"], pd.Timestamp("2026-02-02", tz="UTC"), 5, 21).values())
+    typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)]
+    cleaned = regularize(typed, 5)
+    feats, targets = build_features(cleaned), build_targets(cleaned)
+    return build_dataset(feats, targets, feature_rows_usable(cleaned), HORIZONS,
+                         SplitConfig(gap_min=max(HORIZONS)), THRESHOLDS)
+
+
+def test_splits_are_chronological_per_line_with_purge_gaps():
+    stamps = pd.Series(pd.date_range("2026-01-01", periods=10_000, freq="min", tz="UTC"))
+    lines = pd.Series(["A"] * 6000 + ["B"] * 4000)
+    ts = pd.concat([stamps[:6000], stamps[:4000]], ignore_index=True)
+    split, bounds = assign_splits(lines, ts, SplitConfig(0.2, 0.2, 25))
+    for line in ("A", "B"):
+        m = (lines == line).to_numpy()
+        t = ts[m].to_numpy()
+        s = split[m]
+        train, val, test = t[s == "train"], t[s == "val"], t[s == "test"]
+        assert train.max() + np.timedelta64(25, "m") <= val.min()
+        assert val.max() + np.timedelta64(25, "m") <= test.min()
+        assert not (set(train) & set(val) or set(val) & set(test) or set(train) & set(test))
+        span = t.max() - t.min()
+        assert abs((t.max() - test.min()) - span * 0.2) <= np.timedelta64(1, "m")
+    assert set(bounds.columns) >= {"line_id", "val_start", "test_start", "train_end", "val_end"}
+
+
+def test_no_target_window_straddles_two_sets(dataset):
+    h = max(HORIZONS)
+    for line in np.unique(dataset.line_id):
+        m = dataset.line_id == line
+        t, s = dataset.timestamp[m], dataset.split[m]
+        # the last training minute's target window ends before validation starts
+        assert t[s == "train"].max() + pd.Timedelta(minutes=h) < t[s == "val"].min()
+        assert t[s == "val"].max() + pd.Timedelta(minutes=h) < t[s == "test"].min()
+
+
+@pytest.mark.parametrize("y_true,y_pred", [
+    ([1.0, 2.0, 3.0, 4.0], [1.5, 1.5, 3.5, 5.0]),
+    ([10.0, -3.0, 7.0], [9.0, -1.0, 7.0]),
+])
+def test_regression_metrics_match_scikit_learn(y_true, y_pred):
+    m = regression_metrics(np.array(y_true), np.array(y_pred))
+    assert m["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
+    assert m["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
+    assert m["r2"] == pytest.approx(skm.r2_score(y_true, y_pred))
+
+
+def test_regression_metrics_skip_unknown_pairs():
+    m = regression_metrics(np.array([1.0, np.nan, 3.0]), np.array([2.0, 5.0, np.nan]))
+    assert m["n"] == 1 and m["mae"] == 1.0
+
+
+@pytest.mark.parametrize("y_true,y_pred", [
+    ([0, 0, 1, 2, 2, 1, 0], [0, 1, 1, 2, 0, 1, 0]),
+    ([0, 0, 0, 1], [0, 0, 1, 1]),  # CRITICAL absent from both
+    ([0, 2, 2, 2], [0, 0, 0, 0]),  # CRITICAL never predicted
+])
+def test_classification_metrics_match_scikit_learn(y_true, y_pred):
+    m = classification_metrics(np.array(y_true), np.array(y_pred))
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    labels = sorted(set(y_true))
+    recall = skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    for label, r in zip(labels, recall):
+        assert m["recall"][("NORMAL", "WARNING", "CRITICAL")[label]] == pytest.approx(r)
+    assert np.array_equal(m["confusion_matrix"], skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]))
+
+
+def test_every_model_trains_predicts_and_evaluates_in_the_spec_shape(dataset):
+    xgb = XgbModel({h: fit_horizon_models(dataset, h, FAST) for h in HORIZONS})
+    unified = fit_unified_model(dataset, FAST)
+    ensemble = fit_ensemble_model(dataset, xgb.horizon_models,
+                                  EnsembleConfig(hgb_max_iter=30, mlp_epochs=3, seed=3))
+    models = {"persistence": PersistenceModel.from_dataset(dataset), "xgb": xgb,
+              "unified": unified, "ensemble": ensemble}
+    preds = predictions_frame(models, dataset)
+    records = evaluation_records(preds)
+    assert len(records) == len(models) * len(HORIZONS) * 4
+    doc = EvaluationDocument.model_validate(
+        evaluation_document(dataset, records, {"name": "amhs-predictor", "version": None}))
+    assert doc.test_window.rows == int(dataset.mask("test").sum())
+    assert (preds["pred_min"] <= preds["pred_avg"] + 1e-6).all()
+    assert (preds["pred_avg"] <= preds["pred_max"] + 1e-6).all()
+    probs = preds[["proba_NORMAL", "proba_WARNING", "proba_CRITICAL"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    table = summary_table(records)
+    assert {"xgb", "unified", "ensemble", "persistence"} <= set(table["model"])
+    for (h, t), w in ensemble.weights.items():
+        assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+
+
+def test_unified_model_serves_a_horizon_it_was_not_trained_on(dataset):
+    unified = fit_unified_model(dataset, FAST)
+    X = dataset.X[dataset.mask("test")][:50]
+    pred = unified.predict(X, 20)
+    assert np.isfinite(pred["avg"]).all() and pred["proba"].shape == (50, 3)
+
+
+def test_same_seed_same_metrics(dataset):
+    first = fit_horizon_models(dataset, 10, FAST)
+    second = fit_horizon_models(dataset, 10, FAST)
+    X = dataset.X[dataset.mask("test")]
+    a, b = first.predict(X), second.predict(X)
+    for key in ("min", "max", "avg", "proba"):
+        assert np.array_equal(a[key], b[key])
+
+
+def test_persistence_carries_the_current_value_forward(dataset):
+    pers = PersistenceModel.from_dataset(dataset)
+    X = dataset.X[:100]
+    pred = pers.predict(X, 25)
+    known = ~np.isnan(dataset.persistence[:100])
+    assert np.allclose(pred["avg"][known], dataset.persistence[:100][known], rtol=1e-6)

@@ -1,0 +1,181 @@
+"""The evaluation report: self-contained HTML, every section, bar marks and graceful gaps."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
+from amhs_assets.evaluation import evaluation_records
+from amhs_assets.report import (SECTION_TITLES, improvement_pct, last_full_day, passes_bar,
+                                render_evaluation_html)
+
+MODELS = ("persistence", "xgb", "unified", "ensemble", "champion")
+PLOTLY_BANNER = "* plotly.js v"  # the licence header at the top of the inlined bundle
+
+
+def make_evaluation(models=MODELS, xgb_mae: float = 12.0) -> dict:
+    """evaluation.json for every model, horizon and target, with hand-picked numbers."""
+    results = []
+    for model in models:
+        for horizon in HORIZONS:
+            mae = {"persistence": 20.0, "xgb": xgb_mae}.get(model, 14.0)
+            for target in REGRESSION_TARGETS:
+                results.append({"model": model, "horizon": horizon, "target": target,
+                                "mae": mae, "rmse": mae * 1.5, "r2": 0.7, "n": 384})
+            results.append({"model": model, "horizon": horizon, "target": "state", "accuracy": 0.8,
+                             "macro_f1": 0.6, "recall": {"NORMAL": 0.9, "WARNING": 0.5, "CRITICAL": None},
+                             "confusion_matrix": [[300, 10, 0], [20, 40, 4], [1, 3, 6]], "n": 384})
+    return {"generated_at": "2026-03-02T10:00:00Z",
+            "test_window": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T23:45:00Z", "rows": 384},
+            "champion": {"name": "amhs-predictor", "version": "3"},
+            "splits": {name: {"rows": rows, "start": "2026-02-01T00:00:00Z", "end": "2026-02-20T00:00:00Z"}
+                       for name, rows in (("train", 1000), ("val", 200), ("test", 384))},
+            "results": results}
+
+
+def make_predictions(models=MODELS, seed: int = 0) -> pd.DataFrame:
+    """2 lines × 2 days at 15-minute steps × 3 horizons × the models, in long form."""
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2026-03-01", periods=2 * 96, freq="15min", tz="UTC")
+    frames = []
+    for model in models:
+        for horizon in HORIZONS:
+            for line in ("L1", "L2"):
+                actual = rng.uniform(100, 700, len(stamps))
+                pred = actual + rng.normal(0, 20, len(stamps))
+                proba = rng.dirichlet(np.ones(3), len(stamps))
+                frames.append(pd.DataFrame({
+                    "model": model, "horizon": horizon, "line_id": line, "timestamp": stamps,
+                    "actual_min": actual - 50, "actual_max": actual + 50, "actual_avg": actual,
+                    "actual_state": np.digitize(actual, [300, 600]), "pred_min": pred - 40,
+                    "pred_max": pred + 40, "pred_avg": pred, "pred_state": np.digitize(pred, [300, 600]),
+                    **{f"proba_{s}": proba[:, i] for i, s in enumerate(STATES)}}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def make_importances() -> pd.DataFrame:
+    """30 features per horizon with decreasing gain."""
+    return pd.DataFrame([{"feature": f"feat_{i:02d}", "horizon": h, "gain": 100.0 - i}
+                         for h in HORIZONS for i in range(30)])
+
+
+@pytest.fixture(scope="module")
+def full_page() -> str:
+    """The report over every synthetic input, rendered once for the module."""
+    return render_evaluation_html(make_evaluation(), make_predictions(), make_importances())
+
+
+def table_row(page: str, target: str, model: str) -> str:
+    """The first summary-table row of a target and model."""
+    match = re.search(rf'<tr><td class="name">{target}</td><td class="name">{model}</td>.*?</tr>', page)
+    assert match, f"no summary row for {target}/{model}"
+    return match.group(0)
+
+
+def test_page_is_self_contained_with_one_plotly_bundle(full_page):
+    assert "<script src" not in full_page.lower()
+    assert "<link" not in full_page.lower()
+    assert full_page.count(PLOTLY_BANNER) == 1
+    assert full_page.count("Plotly.newPlot") >= 4 * len(HORIZONS)  # day, residual, confusion, importance
+
+
+def test_page_has_every_section_title(full_page):
+    for title in SECTION_TITLES.values():
+        assert f"<h2>{title}</h2>" in full_page
+
+
+def test_header_shows_champion_window_and_splits(full_page):
+    assert "amhs-predictor v3" in full_page
+    assert "2026-03-01 00:00" in full_page and "384 rows" in full_page
+    assert all(f'<td class="name">{name}</td>' in full_page for name in ("train", "val", "test"))
+
+
+def test_times_are_shown_in_the_requested_timezone():
+    page = render_evaluation_html(make_evaluation(), make_predictions().head(0), make_importances(),
+                                  timezone="Asia/Taipei")
+    assert "2026-03-02 18:00" in page  # generated_at 10:00Z is 18:00 in Taipei
+    assert "Asia/Taipei" in page
+
+
+def test_mae_mark_flips_when_crossing_the_bar():
+    passing = render_evaluation_html(make_evaluation(xgb_mae=9.0), pd.DataFrame(), pd.DataFrame())
+    failing = render_evaluation_html(make_evaluation(xgb_mae=11.0), pd.DataFrame(), pd.DataFrame())
+    assert re.search(r'<td class="[^"]*\bpass">9.00 ✔ pass</td>', table_row(passing, "avg", "xgb"))
+    assert re.search(r'<td class="[^"]*\bfail">11.00 ✘ fail</td>', table_row(failing, "avg", "xgb"))
+    assert passes_bar("mae", 9.0, {"mae": 10.0}) and not passes_bar("mae", 11.0, {"mae": 10.0})
+
+
+def test_r2_and_accuracy_pass_above_the_bar_and_custom_bars_apply(full_page):
+    assert "0.700 ✔ pass" in table_row(full_page, "avg", "xgb")
+    assert "80.0% ✔ pass" in table_row(full_page, "state", "xgb")
+    strict = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame(),
+                                    bars={"r2": 0.75, "accuracy": 0.85})
+    assert "0.700 ✘ fail" in table_row(strict, "avg", "xgb")
+    assert "80.0% ✘ fail" in table_row(strict, "state", "xgb")
+    assert passes_bar("r2", None, {"r2": 0.65}) is None
+
+
+def test_improvement_vs_persistence_is_the_relative_mae_reduction(full_page):
+    assert improvement_pct(15.0, 20.0) == pytest.approx(25.0)
+    assert improvement_pct(25.0, 20.0) == pytest.approx(-25.0)
+    assert improvement_pct(15.0, None) is None and improvement_pct(15.0, 0.0) is None
+    assert "<td>+40.0 %</td>" in table_row(full_page, "avg", "xgb")  # 12 vs 20
+    assert "<td>+30.0 %</td>" in table_row(full_page, "avg", "unified")  # 14 vs 20
+
+
+def test_missing_model_still_renders_and_falls_back_to_best_model():
+    models = ("persistence", "xgb", "unified")
+    page = render_evaluation_html(make_evaluation(models), make_predictions(models), make_importances())
+    assert '<td class="name">champion</td>' not in page
+    assert '<td class="name">unified</td>' in page
+    assert "xgb predicted avg" in page  # lowest avg MAE among the available models
+
+
+def test_empty_predictions_and_importances_render_with_notes():
+    page = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame())
+    assert page.count(PLOTLY_BANNER) == 1
+    assert "No predictions over the test window." in page
+    assert "No feature importances." in page
+    assert "Horizon 10 min · rows actual" in page  # confusion matrices come from evaluation.json
+
+
+def test_nothing_at_all_still_renders():
+    page = render_evaluation_html({}, pd.DataFrame(), pd.DataFrame())
+    assert "No evaluation results were recorded." in page
+    assert all(f"<h2>{title}</h2>" in page for title in SECTION_TITLES.values())
+
+
+def test_all_nan_actuals_render_dashes_and_notes_not_a_crash():
+    preds = make_predictions(("persistence", "xgb")).assign(actual_avg=np.nan, actual_state=-1)
+    evaluation = {"results": evaluation_records(preds)}  # NaN metrics, empty confusion matrices
+    page = render_evaluation_html(evaluation, preds, make_importances())
+    assert "no residuals" in page
+    assert "<td>—</td>" in table_row(page, "avg", "xgb")
+    assert "Horizon 10 min · rows actual" in page
+
+
+def test_champion_without_registry_version_says_so():
+    evaluation = {**make_evaluation(), "champion": {"name": "amhs-predictor", "version": None,
+                                                    "source": "ensemble"}}
+    page = render_evaluation_html(evaluation, pd.DataFrame(), pd.DataFrame())
+    assert "amhs-predictor (not registered) · serves ensemble" in page
+
+
+def test_unknown_timezone_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="unknown timezone 'Mars/Base'"):
+        render_evaluation_html({}, pd.DataFrame(), pd.DataFrame(), timezone="Mars/Base")
+
+
+def test_day_plot_shows_the_champion_over_the_last_full_day_with_a_line_menu(full_page):
+    assert "Horizon 10 min · 2026-03-02 · line L1" in full_page
+    assert "champion predicted avg" in full_page and '"label":"L2"' in full_page
+
+
+def test_last_full_day_is_the_last_day_covered_end_to_end():
+    stamps = pd.Series(pd.date_range("2026-03-01 06:00", "2026-03-03 12:00", freq="min"))
+    assert last_full_day(stamps) == pd.Timestamp("2026-03-02")
+    assert last_full_day(pd.Series(pd.date_range("2026-03-01 06:00", periods=60, freq="min"))) is None
