@@ -181,10 +181,9 @@ class HorizonModels:
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
-        dm = xgb.DMatrix(X)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + _predict(b, dm) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": _predict(self.classifier, dm).reshape(len(X), N_CLASSES)}
+        pred = {t: base + _predict(b, X) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": _predict(self.classifier, X).reshape(len(X), N_CLASSES)}
 
     def gain(self) -> np.ndarray:
         """Total gain of each feature over the four models."""
@@ -195,11 +194,11 @@ class HorizonModels:
         return gain
 
 
-def _predict(booster: xgb.Booster, dm: xgb.DMatrix) -> np.ndarray:
-    """Predictions with the early-stopped number of trees."""
+def _predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
+    """Predictions with the early-stopped number of trees (in place: no DMatrix per call)."""
     best = getattr(booster, "best_iteration", None)
     rng = (0, best + 1) if best is not None else (0, 0)
-    return booster.predict(dm, iteration_range=rng)
+    return booster.inplace_predict(X, iteration_range=rng)
 
 
 def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig) -> HorizonModels:

@@ -69,10 +69,10 @@ class UnifiedModel:
     def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
         """min/max/avg and state probabilities at horizon h (minutes)."""
         h = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
-        dm = xgb.DMatrix(with_horizon(X, h))
+        Xh = with_horizon(X, h)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + _predict(b, dm) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": _predict(self.classifier, dm).reshape(len(X), N_CLASSES)}
+        pred = {t: base + _predict(b, Xh) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": _predict(self.classifier, Xh).reshape(len(X), N_CLASSES)}
 
 
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.5
