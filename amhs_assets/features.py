@@ -393,7 +393,8 @@ def _ahead(transform: str, x: np.ndarray, h: int) -> np.ndarray:
     spec = TRANSFORMS[transform]
     trailing = spec.evaluate(spec.prepare(x), np.arange(len(x)), h, False)
     out = np.full(trailing.shape, np.nan)
-    out[:, : trailing.shape[1] - h] = trailing[:, h:]
+    if trailing.shape[1] > h:  # a line shorter than the horizon has no complete window
+        out[:, : trailing.shape[1] - h] = trailing[:, h:]
     return out
 
 

@@ -14,7 +14,8 @@ Nothing is lost: every row read ends up clean, quarantined or counted as a dupli
 from __future__ import annotations
 
 import csv
-import io
+import gzip
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def _read_csv_strict(path: Path) -> pd.DataFrame:
 
 def _read_csv_tolerant(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """Slow path for ragged files: keep well-formed rows, return the others with a reason."""
-    opener = __import__("gzip").open if path.name.lower().endswith(".gz") else open
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, skipinitialspace=True))
     if not rows:
@@ -445,3 +446,24 @@ def write_quarantine(result: CleanResult, files: list[FileResult], quarantine_di
         tmp = quarantine_dir / f".{name}.tmp"
         frame.to_csv(tmp, index=False)
         tmp.replace(quarantine_dir / name)
+
+
+def raw_file_manifest(raw_dir: Path) -> pd.DataFrame:
+    """Every raw file with its size, modification time and content hash (SHA-256)."""
+    rows = []
+    for path in discover_raw_files(raw_dir):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        stat = path.stat()
+        rows.append({"path": path.relative_to(raw_dir).as_posix(), "bytes": stat.st_size,
+                     "modified": pd.Timestamp(stat.st_mtime_ns, unit="ns", tz="UTC"),
+                     "sha256": digest.hexdigest()})
+    return pd.DataFrame(rows, columns=["path", "bytes", "modified", "sha256"])
+
+
+def manifest_fingerprint(manifest: pd.DataFrame) -> str:
+    """One hash over every file's path and content hash: changes whenever the raw data does."""
+    text = "\n".join(f"{p}\t{h}" for p, h in zip(manifest["path"], manifest["sha256"]))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -305,3 +305,17 @@ def test_target_horizons_thresholds_and_column_are_configuration():
     assert [c for c in got.columns if c.startswith("state")] == ["state_3", "state_7"]
     assert_targets_equal(got, reference_targets(frame, **settings))
     assert not got["state_3"].equals(build_targets(frame, horizons=(3,))["state_3"])
+
+
+def test_a_line_shorter_than_the_horizon_has_no_targets_and_no_usable_rows():
+    frame = cleaned_frame(("A", "B"), 1)
+    short = pd.concat([frame[frame["line_id"] == "A"].head(7), frame[frame["line_id"] == "B"]],
+                      ignore_index=True)
+    targets = build_targets(short)
+    features = build_features(short)
+    a = (short["line_id"] == "A").to_numpy()
+    assert targets.loc[a, "avg_25"].isna().all() and (targets.loc[a, "state_25"] == -1).all()
+    assert targets.loc[a, "avg_10"].isna().all()
+    assert not feature_rows_usable(short)[a].any()
+    assert len(features) == len(short)
+    assert targets.loc[~a, "avg_10"].notna().any()

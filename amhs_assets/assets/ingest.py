@@ -3,33 +3,40 @@
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.ingest import RawLogs, clean_raw_logs, read_raw_files, write_quarantine
+from amhs_assets.ingest import (
+    clean_raw_logs,
+    manifest_fingerprint,
+    raw_file_manifest,
+    read_raw_files,
+    write_quarantine,
+)
 from amhs_assets.reporting import markdown_table, write_json
 from amhs_assets.resources import AmhsSettings
 
 GROUP = "ingest"
 
 
-@dg.asset(group_name=GROUP, kinds={"pandas", "csv"})
-def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings) -> dg.Output[RawLogs]:
-    """Every raw log file under AMHS_DATA_DIR/raw read as it is; unreadable files quarantined whole."""
-    raw = read_raw_files(settings.raw_dir)
-    statuses = pd.Series([f.status for f in raw.files]).value_counts().to_dict()
-    context.log.info(f"read {len(raw.files)} file(s), {len(raw.frame)} row(s) from {settings.raw_dir}")
-    return dg.Output(
-        raw,
-        metadata={
-            "raw_dir": str(settings.raw_dir),
-            "files": len(raw.files),
-            "files_quarantined": int(statuses.get("quarantined", 0)),
-            "rows_read": len(raw.frame) + len(raw.unreadable_rows),
-        },
-    )
+@dg.asset(group_name=GROUP, kinds={"csv", "parquet"})
+def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
+                  ) -> dg.Output[pd.DataFrame]:
+    """Inventory of the raw log files under AMHS_DATA_DIR/raw: path, size, time and content hash."""
+    manifest = raw_file_manifest(settings.raw_dir)
+    context.log.info(f"{len(manifest)} raw file(s) under {settings.raw_dir}")
+    shown = manifest.assign(modified=manifest["modified"].astype(str),
+                            sha256=manifest["sha256"].str[:12])
+    return dg.Output(manifest, metadata={
+        "raw_dir": str(settings.raw_dir),
+        "files": len(manifest),
+        "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,
+        "fingerprint": manifest_fingerprint(manifest),
+        "manifest": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no files"),
+    })
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "pandera"},
+    deps=[raw_amhs_logs],
     check_specs=[
         dg.AssetCheckSpec("rows_accounted_for", asset="cleaned_amhs_logs",
                           description="rows_read = rows_clean + rows_quarantined + rows_duplicate"),
@@ -37,12 +44,11 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings) -> 
                           description="share of quarantined rows under the configured limit"),
     ],
 )
-def cleaned_amhs_logs(
-    context: dg.AssetExecutionContext, settings: AmhsSettings, raw_amhs_logs: RawLogs
-):
+def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings):
     """Validated raw rows on a regular one-minute grid per line: short gaps filled and flagged, long gaps missing."""
-    result = clean_raw_logs(raw_amhs_logs, settings.max_fill_gap_min)
-    write_quarantine(result, raw_amhs_logs.files, settings.quarantine_dir)
+    raw = read_raw_files(settings.raw_dir)
+    result = clean_raw_logs(raw, settings.max_fill_gap_min)
+    write_quarantine(result, raw.files, settings.quarantine_dir)
     quality = result.quality
     report = write_json(settings.reports_dir / "data_quality.json", quality)
     files = pd.DataFrame(quality["files"])
