@@ -31,7 +31,9 @@ from amhs_assets.splits import SplitConfig, assign_splits
 from amhs_assets.unified import fit_unified_model
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
-FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, seed=3)
+FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, max_bin=32, seed=3)
+FAST_ENSEMBLE = EnsembleConfig(top_features=32, hgb_max_iter=30, hgb_max_rows=4000,
+                               mlp_hidden=(16,), mlp_epochs=3, mlp_max_rows=4000, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +109,7 @@ def test_classification_metrics_match_scikit_learn(y_true, y_pred):
 def test_every_model_trains_predicts_and_evaluates_in_the_spec_shape(dataset):
     xgb = XgbModel({h: fit_horizon_models(dataset, h, FAST) for h in HORIZONS})
     unified = fit_unified_model(dataset, FAST)
-    ensemble = fit_ensemble_model(dataset, xgb.horizon_models,
-                                  EnsembleConfig(hgb_max_iter=30, mlp_epochs=3, seed=3))
+    ensemble = fit_ensemble_model(dataset, xgb.horizon_models, FAST_ENSEMBLE)
     models = {"persistence": PersistenceModel.from_dataset(dataset), "xgb": xgb,
               "unified": unified, "ensemble": ensemble}
     preds = predictions_frame(models, dataset)
@@ -128,15 +129,16 @@ def test_every_model_trains_predicts_and_evaluates_in_the_spec_shape(dataset):
 
 
 def test_unified_model_serves_a_horizon_it_was_not_trained_on(dataset):
-    unified = fit_unified_model(dataset, FAST)
+    unified = fit_unified_model(dataset, XgbConfig(num_boost_round=10, max_bin=32), row_share=0.2)
     X = dataset.X[dataset.mask("test")][:50]
     pred = unified.predict(X, 20)
     assert np.isfinite(pred["avg"]).all() and pred["proba"].shape == (50, 3)
 
 
 def test_same_seed_same_metrics(dataset):
-    first = fit_horizon_models(dataset, 10, FAST)
-    second = fit_horizon_models(dataset, 10, FAST)
+    config = XgbConfig(num_boost_round=15, max_bin=32, seed=3)
+    first = fit_horizon_models(dataset, 10, config)
+    second = fit_horizon_models(dataset, 10, config)
     X = dataset.X[dataset.mask("test")]
     a, b = first.predict(X), second.predict(X)
     for key in ("min", "max", "avg", "proba"):
