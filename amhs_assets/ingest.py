@@ -448,22 +448,32 @@ def write_quarantine(result: CleanResult, files: list[FileResult], quarantine_di
         tmp.replace(quarantine_dir / name)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(hashes: dict[str, str]) -> str:
+    """One hash over every (relative path, content hash) pair: changes whenever the data does."""
+    text = "\n".join(f"{p}\t{h}" for p, h in sorted(hashes.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def raw_file_manifest(raw_dir: Path) -> pd.DataFrame:
     """Every raw file with its size, modification time and content hash (SHA-256)."""
     rows = []
     for path in discover_raw_files(raw_dir):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
         stat = path.stat()
         rows.append({"path": path.relative_to(raw_dir).as_posix(), "bytes": stat.st_size,
                      "modified": pd.Timestamp(stat.st_mtime_ns, unit="ns", tz="UTC"),
-                     "sha256": digest.hexdigest()})
+                     "sha256": file_sha256(path)})
     return pd.DataFrame(rows, columns=["path", "bytes", "modified", "sha256"])
 
 
 def manifest_fingerprint(manifest: pd.DataFrame) -> str:
-    """One hash over every file's path and content hash: changes whenever the raw data does."""
-    text = "\n".join(f"{p}\t{h}" for p, h in zip(manifest["path"], manifest["sha256"]))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The folder fingerprint of a manifest."""
+    return folder_fingerprint(dict(zip(manifest["path"], manifest["sha256"])))
