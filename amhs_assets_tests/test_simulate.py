@@ -177,3 +177,14 @@ def test_incidents_are_announced_by_rising_comm_errors(all_rows: pd.DataFrame) -
         ratios.append(before / comm.mean())
         assert len(onsets) >= 5
     assert min(ratios) > 1.5, ratios
+
+
+def test_written_logs_pass_the_contract_schema_without_a_single_quarantined_row(tmp_path: Path) -> None:
+    from amhs_assets.ingest import clean_raw_logs, read_raw_files
+
+    write_simulation(tmp_path, lines=2, days=3, seed=9, drift_day=2, progress=False)
+    result = clean_raw_logs(read_raw_files(tmp_path), max_fill_gap=5)
+    q = result.quality
+    assert q["rows_read"] == 2 * 3 * 1440
+    assert q["rows_quarantined"] == 0 and q["rows_duplicate"] == 0, result.quarantined.head()
+    assert {f["status"] for f in q["files"]} == {"ok"}
