@@ -1,0 +1,71 @@
+"""Monitoring stage: drift of the inputs, the target and the predictions (Evidently)."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from amhs_assets.drift import DriftConfig, detect_drift, latest_window, training_window
+from amhs_assets.features import FEATURE_NAMES, feature_rows_usable
+from amhs_assets.modeling import HorizonModels, ModelDataset
+from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.resources import AmhsSettings
+
+GROUP = "monitoring"
+
+
+def prediction_frame(features: pd.DataFrame, rows: np.ndarray,
+                     models: dict[str, HorizonModels]) -> pd.DataFrame:
+    """Per line and minute: the predicted avg and CRITICAL probability of every horizon."""
+    X = features.loc[rows, list(FEATURE_NAMES)].to_numpy(np.float32)
+    out = features.loc[rows, ["line_id", "timestamp"]].reset_index(drop=True)
+    for key, model in sorted(models.items(), key=lambda kv: int(kv[0])):
+        pred = model.predict(X)
+        out[f"avg_{key}"] = pred["avg"]
+        out[f"p_critical_{key}"] = pred["proba"][:, 2]
+    return out
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"evidently", "html", "json"},
+    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+)
+def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                 cleaned_amhs_logs: pd.DataFrame, amhs_features: pd.DataFrame,
+                 model_dataset: ModelDataset, horizon_models: dict[str, HorizonModels]):
+    """Drift of the latest day against the models' training window, per line: inputs, target, predictions."""
+    config = DriftConfig(current_hours=settings.drift_current_hours)
+    cleaned = cleaned_amhs_logs
+    reference = training_window(cleaned, model_dataset.boundaries)
+    current = latest_window(cleaned, config.current_hours)
+    usable = feature_rows_usable(cleaned)
+    ref_rows = usable & cleaned.index.isin(reference.index)
+    cur_rows = usable & cleaned.index.isin(current.index)
+    reports = settings.reports_dir
+    try:
+        result = detect_drift(reference, current, config,
+                              prediction_frame(amhs_features, ref_rows, horizon_models),
+                              prediction_frame(amhs_features, cur_rows, horizon_models))
+    except ValueError as exc:  # too little data to compare: say so, do not fail the graph
+        document = {"drift_detected": False, "share_drifted": 0.0, "columns": {},
+                    "status": "not enough data", "reason": str(exc)}
+        write_json(reports / "drift.json", document)
+        context.log.warning(f"drift not computed: {exc}")
+        return dg.Output(document, metadata={"status": "not enough data", "reason": str(exc)})
+    document = result.document
+    json_path = write_json(reports / "drift.json", document)
+    html_path = result.write_html(reports / "drift.html")
+    top = sorted(document["columns"].items(), key=lambda kv: -kv[1]["score"])[:10]
+    table = pd.DataFrame([{"column": k, **{f: v[f] for f in ("score", "threshold", "drifted")}}
+                          for k, v in top])
+    return dg.Output(document, metadata={
+        "drift_detected": bool(document["drift_detected"]),
+        "share_drifted": float(document["share_drifted"]),
+        "target_drifted": bool(document.get("target", {}).get("drifted", False)),
+        "predictions_share_drifted": float(document["predictions"].get("share_drifted", 0.0)),
+        "reference_rows": int(document["reference"]["rows"]),
+        "current_rows": int(document["current"]["rows"]),
+        "drift_json": dg.MetadataValue.path(str(json_path)),
+        "drift_html": dg.MetadataValue.path(str(html_path)),
+        "most_drifted": dg.MetadataValue.md(markdown_table(table) if len(table) else "none"),
+    })
