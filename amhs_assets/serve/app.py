@@ -1,0 +1,89 @@
+"""The FastAPI application: `create_app()` (a uvicorn factory) wires settings, model store,
+prediction log, metrics and routes; the lifespan loads the champion and watches its alias."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+
+from amhs_assets.serve.config import ServeSettings
+from amhs_assets.serve.metrics import MetricsMiddleware, ServeMetrics
+from amhs_assets.serve.model_store import ModelStore
+from amhs_assets.serve.prediction_log import PredictionLog
+from amhs_assets.serve.routes import json_response, router
+from amhs_assets.serve.schemas import REQUEST_TITLE, request_adapter
+from amhs_assets.serve.validation import RequestError
+
+log = logging.getLogger(__name__)
+DESCRIPTION = """Forecasts of an automated material handling system's transfer times and state
+(NORMAL / WARNING / CRITICAL) 10, 15 and 25 minutes ahead, per production line, from the raw
+minute logs of SPEC section 1. Served model: `models:/amhs-predictor@champion` (MLflow)."""
+
+
+async def watch_champion(store: ModelStore, interval_s: float) -> None:
+    """Load the champion now, then check its alias every interval (0: only at start)."""
+    await asyncio.to_thread(store.refresh_quietly)
+    while interval_s > 0:
+        await asyncio.sleep(interval_s)
+        await asyncio.to_thread(store.refresh_quietly)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Start the prediction log and the champion watcher; flush and stop them on shutdown."""
+    state = app.state
+    if state.prediction_log is not None:
+        state.prediction_log.start()
+    watcher = asyncio.create_task(watch_champion(state.store, state.settings.reload_interval_s))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if state.prediction_log is not None:
+            state.prediction_log.close()
+
+
+async def request_error(request: Request, exc: RequestError):
+    """A rejected request: its status and the problems, named by row and field."""
+    return json_response(exc.body(), exc.status)
+
+
+def _openapi(app: FastAPI):
+    """FastAPI's schema plus the raw-row request body (validated by hand, not by FastAPI)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        body = app.state.adapter.json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components[REQUEST_TITLE] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The API over the champion of the configured MLflow store (settings from the environment
+    when none are given)."""
+    settings = settings or ServeSettings.from_env()
+    metrics = ServeMetrics()
+    app = FastAPI(title="AMHS failure prediction API", version="1", description=DESCRIPTION,
+                  lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.store = ModelStore(settings, metrics)
+    app.state.adapter = request_adapter(settings.max_rows)
+    app.state.prediction_log = (
+        PredictionLog(settings.predictions_dir,
+                      on_drop=lambda n: metrics.log_dropped.inc(n))
+        if settings.log_predictions else None)
+    app.include_router(router)
+    app.add_exception_handler(RequestError, request_error)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
