@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -59,3 +61,98 @@ def run(lines: int, days: int) -> None:
     ok = run_pipeline(echo=click.echo)
     if not ok:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="TCP port")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="worker processes; each loads the model and checks the alias on its own")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="log every request (figures are in /metrics either way)")
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+    """The REST API over models:/amhs-predictor@champion (docs at /docs).
+
+    Environment: AMHS_DATA_DIR; MLFLOW_TRACKING_URI (default: SQLite under
+    $AMHS_DATA_DIR/mlflow/); AMHS_API_TOKEN (enables POST /v1/reload); AMHS_RELOAD_INTERVAL_S
+    (alias check, default 60, 0 = off); AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES (request limits)."""
+    from amhs_assets.serve.config import ServeSettings
+    from amhs_assets.serve.server import run_server
+
+    try:
+        ServeSettings.from_env()  # a bad AMHS_* value stops here, with its name
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_server(host, port, workers, access_log)
+
+
+@main.group()
+def registry() -> None:
+    """The model registry (amhs-predictor in MLflow): list versions, move the champion alias."""
+
+
+@contextlib.contextmanager
+def _registry_client() -> Iterator[tuple]:
+    """The deployment's MLflow resource and a client; registry errors become clean messages."""
+    from mlflow.exceptions import MlflowException
+
+    from amhs_assets import registry as reg
+    from amhs_assets.definitions import tracking_from_env
+
+    tracking = tracking_from_env()
+    try:
+        yield tracking, tracking.client()
+    except (reg.TrackingUnreachable, reg.ConcurrentPromotion, ValueError, TimeoutError,
+            MlflowException) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@registry.command("list")
+@click.option("--tags", "show_tags", is_flag=True, help="also print every tag of every version")
+def registry_list(show_tags: bool) -> None:
+    """Versions, newest first: aliases, key test metrics, decision and provenance tags."""
+    import pandas as pd
+
+    from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
+    from amhs_assets.registry import version_table
+
+    with _registry_client() as (tracking, client):
+        table = version_table(client, NAME)
+        click.echo(f"{NAME} at {tracking.tracking_uri}: {len(table)} version(s)")
+        if table.empty:
+            return
+        with pd.option_context("display.width", 250, "display.max_columns", 30,
+                               "display.max_colwidth", 60):
+            click.echo(table.to_string(index=False))
+        for v in (client.search_model_versions(f"name='{NAME}'") if show_tags else []):
+            click.echo(f"\nv{v.version}:")
+            for key, value in sorted(v.tags.items()):
+                click.echo(f"  {key} = {value}")
+
+
+@registry.command("promote")
+@click.argument("version")
+@click.option("--reason", required=True, help="why; recorded on the version with who and when")
+def registry_promote(version: str, reason: str) -> None:
+    """Make VERSION the champion by hand (refused if the champion moves meanwhile)."""
+    from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME
+    from amhs_assets.registry import current_user, promote, version_ref
+
+    with _registry_client() as (tracking, client):
+        before = version_ref(client, NAME, CHAMPION_ALIAS)
+        expected = before.version if before else None
+        promote(client, NAME, version, reason, current_user(), Path(tracking.lock_path), expected)
+        click.echo(f"champion of {NAME}: v{expected} -> v{version} ({reason})")
+
+
+@registry.command("rollback")
+@click.option("--reason", required=True, help="why; recorded on both versions with who and when")
+def registry_rollback(reason: str) -> None:
+    """Return the champion to the previous champion (its previous_champion tag)."""
+    from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
+    from amhs_assets.registry import current_user, rollback
+
+    with _registry_client() as (tracking, client):
+        old, new = rollback(client, NAME, reason, current_user(), Path(tracking.lock_path))
+        click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason})")

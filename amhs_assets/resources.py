@@ -1,10 +1,18 @@
-"""Settings shared by every asset: where the data lives and the thresholds of the contract."""
+"""Settings shared by every asset (where the data lives, the contract's thresholds) and the
+MLflow resource (tracking server and model registry)."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator, Optional
 
 import dagster as dg
+import mlflow
+from mlflow import MlflowClient
 from pydantic import Field
 
 from amhs_assets.contract import (
@@ -15,6 +23,12 @@ from amhs_assets.contract import (
     TARGET_COLUMN,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.promotion import GateConfig
+from amhs_assets.registry import connect, embedded_store, ensure_experiment, exclusive_lock
+
+with warnings.catch_warnings():  # dagster-mlflow is marked beta; we pin its version
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    from dagster_mlflow.resources import MlFlow
 
 
 class AmhsSettings(dg.ConfigurableResource):
@@ -34,11 +48,28 @@ class AmhsSettings(dg.ConfigurableResource):
     xgb_device: str = Field(default="auto", description="XGBoost device: auto, cpu or cuda")
     val_fraction: float = Field(default=0.2, description="share of each line's span for validation")
     test_fraction: float = Field(default=0.2, description="share of each line's span for test")
+    xgb_rounds: int = Field(default=400, description="most boosting rounds per XGBoost model")
+    hgb_max_iter: int = Field(default=200, description="most iterations of the ensemble's HistGB")
+    mlp_epochs: int = Field(default=30, description="most epochs of the ensemble's MLP")
+    promotion_metrics: list[str] = Field(
+        default=["mean_avg_mae"],
+        description="test metrics a challenger must beat the champion on (mean_avg_mae, "
+                    "avg_mae_h10, mean_state_accuracy, mean_critical_recall, ...)")
+    promotion_margin: float = Field(
+        default=0.01, description="relative margin: 0.01 = at least 1% better on every metric")
+    promotion_cron: str = Field(default="0 6 * * *",
+                                description="when promotion_job runs, in fab_timezone")
+    drift_current_hours: float = Field(
+        default=24.0, description="the current window of the drift report, hours up to the last minute")
 
     @property
     def thresholds(self) -> dict:
         return {"warning_s": self.warning_s, "critical_s": self.critical_s,
                 "target_column": self.target_column}
+
+    @property
+    def gate(self) -> GateConfig:
+        return GateConfig(tuple(self.promotion_metrics), self.promotion_margin)
 
     @property
     def root(self) -> Path:
@@ -57,3 +88,62 @@ class AmhsSettings(dg.ConfigurableResource):
     @property
     def quarantine_dir(self) -> Path:
         return self.root / "quarantine"
+
+
+@dataclass
+class _InitContext:
+    """What dagster-mlflow's MlFlow reads from a resource init context."""
+
+    log: Any
+    dagster_run: Any
+    run_id: str
+    resource_config: dict
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry: an embedded SQLite store under
+    $AMHS_DATA_DIR/mlflow/ by default, a server when MLFLOW_TRACKING_URI names one."""
+
+    tracking_uri: str = Field(description="sqlite:///<data>/mlflow/mlflow.db or http(s)://host")
+    artifact_location: Optional[str] = Field(
+        default=None, description="artifact folder of the experiment (embedded store; a server "
+                                  "chooses its own)")
+    experiment_name: str = Field(default="amhs", description="MLflow experiment of every run")
+    lock_path: str = Field(description="lock file that serialises champion moves on this host")
+    attempts: int = Field(default=3, description="tries before an unreachable server fails")
+    timeout_s: float = Field(default=5.0, description="seconds per reachability try")
+
+    @classmethod
+    def for_data_dir(cls, data_dir: str | Path, tracking_uri: str | None = None
+                     ) -> "MlflowTracking":
+        """The embedded store under <data>/mlflow/, or the server at tracking_uri."""
+        uri, artifacts = embedded_store(Path(data_dir))
+        lock = str(Path(data_dir).resolve() / "mlflow" / "registry.lock")
+        if tracking_uri:
+            return cls(tracking_uri=tracking_uri, lock_path=lock)
+        return cls(tracking_uri=uri, artifact_location=artifacts, lock_path=lock)
+
+    def client(self) -> MlflowClient:
+        """A registry client, once the store answers (TrackingUnreachable after the retries)."""
+        return connect(self.tracking_uri, self.attempts, self.timeout_s)
+
+    @contextlib.contextmanager
+    def run(self, context: dg.AssetExecutionContext) -> Iterator[MlFlow]:
+        """This Dagster run's MLflow run, through dagster-mlflow: found by its dagster_run_id tag
+        (so every step of a Dagster run logs to one MLflow run) or started; ended with the block."""
+        ensure_experiment(self.client(), self.experiment_name, self.artifact_location)
+        mlflow.end_run()  # a run left active in this process belongs to another Dagster run
+        job = context.dagster_run.job_name.strip("_").lower()
+        run = SimpleNamespace(job_name=f"{job}-{context.run_id[:8]}")  # the MLflow run's name
+        # steps of one Dagster run in parallel processes must find, not each start, its run
+        with warnings.catch_warnings(), exclusive_lock(Path(self.lock_path).with_name("run.lock")):
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            tracking = MlFlow(_InitContext(context.log, run, context.run_id, {
+                "experiment_name": self.experiment_name, "mlflow_tracking_uri": self.tracking_uri,
+                "extra_tags": {"dagster_job": context.dagster_run.job_name}}))
+        try:
+            yield tracking
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run()

@@ -1,6 +1,8 @@
 """Training stage: the modelling dataset, per-horizon XGBoost, the unified model, the ensemble."""
 
+import dataclasses
 import time
+from typing import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -18,7 +20,7 @@ from amhs_assets.modeling import (
     split_summary,
 )
 from amhs_assets.reporting import markdown_table
-from amhs_assets.resources import AmhsSettings
+from amhs_assets.resources import AmhsSettings, MlflowTracking
 from amhs_assets.splits import SplitConfig
 from amhs_assets.unified import UnifiedModel, fit_unified_model
 
@@ -28,7 +30,30 @@ horizon_partitions = dg.StaticPartitionsDefinition([str(h) for h in HORIZONS])
 
 def xgb_config(settings: AmhsSettings) -> XgbConfig:
     """XGBoost settings from the deployment's settings."""
-    return XgbConfig(device=settings.xgb_device, seed=settings.seed)
+    return XgbConfig(device=settings.xgb_device, seed=settings.seed,
+                     num_boost_round=settings.xgb_rounds)
+
+
+def ensemble_config(settings: AmhsSettings) -> EnsembleConfig:
+    """Ensemble member sizes from the deployment's settings."""
+    return EnsembleConfig(seed=settings.seed, hgb_max_iter=settings.hgb_max_iter,
+                          mlp_epochs=settings.mlp_epochs)
+
+
+def log_training(mlflow: MlflowTracking, context: dg.AssetExecutionContext,
+                 settings: AmhsSettings, params: dict, metrics: dict) -> None:
+    """Parameters and figures of a fit in this Dagster run's MLflow run (after the model is
+    stored: an unreachable tracking server fails the step but loses no model)."""
+    split = {"split.val_fraction": settings.val_fraction,
+             "split.test_fraction": settings.test_fraction, "seed": settings.seed}
+    with mlflow.run(context) as run:
+        run.log_params(split | params)
+        run.log_metrics(metrics)
+
+
+def config_params(config, prefix: str) -> dict:
+    """A config dataclass as prefixed MLflow parameters."""
+    return {f"{prefix}.{k}": v for k, v in dataclasses.asdict(config).items()}
 
 
 @dg.asset(group_name=GROUP, kinds={"numpy"})
@@ -49,45 +74,59 @@ def model_dataset(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame,
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"xgboost"}, partitions_def=horizon_partitions)
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, partitions_def=horizon_partitions)
 def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
-                   model_dataset: ModelDataset) -> dg.Output[HorizonModels]:
+                   mlflow: MlflowTracking, model_dataset: ModelDataset
+                   ) -> Iterator[dg.Output[HorizonModels]]:
     """The original V8 design for one horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
     h = int(context.partition_key)
     started = time.perf_counter()
-    model = fit_horizon_models(model_dataset, h, xgb_config(settings))
-    return dg.Output(model, metadata={
+    config = xgb_config(settings)
+    model = fit_horizon_models(model_dataset, h, config)
+    seconds = round(time.perf_counter() - started, 2)
+    trees = {f"trees_{k}": v + 1 for k, v in model.best_iterations.items()}
+    yield dg.Output(model, metadata={
         "horizon_min": h,
         "device": detect_device() if settings.xgb_device == "auto" else settings.xgb_device,
-        "train_seconds": round(time.perf_counter() - started, 2),
-        **{f"trees_{k}": v + 1 for k, v in model.best_iterations.items()},
+        "train_seconds": seconds, **trees,
     })
+    log_training(mlflow, context, settings, config_params(config, "xgb"),
+                 {f"h{h}.train_seconds": seconds, **{f"h{h}.{k}": v for k, v in trees.items()}})
 
 
-@dg.asset(group_name=GROUP, kinds={"xgboost"})
-def unified_model(settings: AmhsSettings, model_dataset: ModelDataset
-                  ) -> dg.Output[UnifiedModel]:
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"})
+def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                  mlflow: MlflowTracking, model_dataset: ModelDataset
+                  ) -> Iterator[dg.Output[UnifiedModel]]:
     """One XGBoost model for every horizon: rows stacked per horizon, the horizon an input."""
     started = time.perf_counter()
-    model = fit_unified_model(model_dataset, xgb_config(settings))
-    return dg.Output(model, metadata={
-        "horizons_seen": str(list(model.horizons_seen)),
-        "train_seconds": round(time.perf_counter() - started, 2),
-    })
+    config = xgb_config(settings)
+    model = fit_unified_model(model_dataset, config)
+    seconds = round(time.perf_counter() - started, 2)
+    yield dg.Output(model, metadata={
+        "horizons_seen": str(list(model.horizons_seen)), "train_seconds": seconds})
+    log_training(mlflow, context, settings, config_params(config, "xgb"),
+                 {"unified.train_seconds": seconds})
 
 
-@dg.asset(group_name=GROUP, kinds={"xgboost", "sklearn"},
+@dg.asset(group_name=GROUP, kinds={"xgboost", "sklearn", "mlflow"},
           ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
-def ensemble_model(settings: AmhsSettings, model_dataset: ModelDataset,
-                   horizon_models: dict[str, HorizonModels]) -> dg.Output[EnsembleModel]:
+def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                   mlflow: MlflowTracking, model_dataset: ModelDataset,
+                   horizon_models: dict[str, HorizonModels]
+                   ) -> Iterator[dg.Output[EnsembleModel]]:
     """A blend of XGBoost, HistGradientBoosting and an MLP, weights chosen on validation only."""
     started = time.perf_counter()
     xgb_models = {int(k): v for k, v in horizon_models.items()}
-    model = fit_ensemble_model(model_dataset, xgb_models, EnsembleConfig(seed=settings.seed))
+    config = ensemble_config(settings)
+    model = fit_ensemble_model(model_dataset, xgb_models, config)
+    seconds = round(time.perf_counter() - started, 2)
     weights = pd.DataFrame([{"horizon": h, "target": t, **dict(zip(("xgb", "hgb", "mlp"), w))}
                             for (h, t), w in sorted(model.weights.items())])
-    return dg.Output(model, metadata={
-        "train_seconds": round(time.perf_counter() - started, 2),
+    yield dg.Output(model, metadata={
+        "train_seconds": seconds,
         "member_features": len(model.columns),
         "blend_weights": dg.MetadataValue.md(markdown_table(weights)),
     })
+    log_training(mlflow, context, settings, config_params(config, "ensemble"),
+                 {"ensemble.train_seconds": seconds})
