@@ -11,10 +11,10 @@ import os
 import dagster as dg
 
 from amhs_assets import automation
-from amhs_assets.assets import evaluation, features, ingest, registry, training
+from amhs_assets.assets import evaluation, features, ingest, monitoring, registry, training
 from amhs_assets.resources import AmhsSettings, MlflowTracking
 
-ASSET_MODULES = [ingest, features, training, evaluation, registry]
+ASSET_MODULES = [ingest, features, training, evaluation, registry, monitoring]
 
 
 def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.Definitions:

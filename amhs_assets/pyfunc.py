@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from amhs_assets.contract import (
+    COLUMNS,
     LOOKBACK_MIN,
     MAX_FILL_GAP_MIN,
     NUMERIC_COLUMNS,
@@ -178,23 +179,33 @@ class AmhsPyfuncModel(mlflow.pyfunc.PythonModel):
         return self.predictor.predict_frame(model_input)
 
 
+def input_schema():
+    """The pyfunc's input: raw contract rows. Numbers are left untyped (ints from a CSV, floats,
+    missing values all pass) because the predictor validates every row against the contract."""
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    return Schema([ColSpec("string", c.name) if c.kind in ("str", "datetime")
+                   else ColSpec(AnyType(), c.name) for c in COLUMNS])
+
+
 def log_predictor(predictor: AmhsPredictor, input_example: pd.DataFrame, workdir: Path,
                   registered_model_name: str | None = None, name: str = "model"):
     """Log the predictor as an MLflow pyfunc (package code bundled, signature and input example
     from real raw rows) in the active MLflow run; optionally register it. Returns ModelInfo."""
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     folder = predictor.save(workdir / "predictor")
-    # numbers as doubles: an integer column in the signature would reject a missing value
-    input_example = input_example.astype({c: "float64" for c in NUMERIC_COLUMNS})
+    input_example = input_example.astype({"timestamp": str, "line_id": str})
     output = predictor.predict_frame(input_example)
+    signature = ModelSignature(inputs=input_schema(),
+                               outputs=infer_signature(input_example, output).outputs)
     package = Path(__file__).resolve().parent
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=AmhsPyfuncModel(),
         artifacts={"predictor": str(folder)},
         code_paths=[str(package)],
-        signature=infer_signature(input_example, output),
+        signature=signature,
         input_example=input_example,
         registered_model_name=registered_model_name,
     )
