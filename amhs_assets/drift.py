@@ -84,6 +84,9 @@ class DriftConfig:
     drift_share: float = 0.2  # share of drifted (line, column) pairs that means drift
     min_rows: int = 60  # fewer non-empty values: the pair is not compared
     min_window_coverage: float = 0.5  # calibration windows need this share of their minutes
+    # fewer reference windows than this on every line: thresholds would be a guess (a week of
+    # daily windows covers each weekday once)
+    min_reference_windows: int = 7
     columns: tuple[str, ...] = DRIFT_COLUMNS
 
     def __post_init__(self) -> None:
@@ -214,10 +217,11 @@ def calibrate_thresholds(reference: pd.DataFrame, config: DriftConfig = DriftCon
     windows = _window_ids(ref, config)
     valid = windows >= 0
     per_line = pd.Series(windows[valid]).groupby(ref["line_id"].to_numpy()[valid]).nunique()
-    if per_line.empty or per_line.max() < 2:
+    if per_line.empty or per_line.max() < config.min_reference_windows:
         span = ref["timestamp"].max() - ref["timestamp"].min() if len(ref) else pd.Timedelta(0)
-        raise ValueError(f"the reference spans {span}: calibration needs at least two windows of "
-                         f"{config.current_hours:g} h (current_hours) on some line")
+        raise ValueError(f"the reference spans {span}: calibration needs at least "
+                         f"{config.min_reference_windows} windows of {config.current_hours:g} h "
+                         "(current_hours) on some line")
     groups = ref.groupby("line_id", sort=True).indices
     thresholds: dict[str, ColumnThreshold] = {}
     for column in columns:

@@ -165,8 +165,8 @@ def test_p_value_methods_and_a_too_short_reference_are_refused(runs):
     with pytest.raises(ValueError, match="p-values"):
         DriftConfig(method="ks")
     reference, _ = windows(runs[1, "same"], DRIFT_DAY)
-    with pytest.raises(ValueError, match="two windows"):
-        calibrate_thresholds(reference[reference["timestamp"] < START + pd.Timedelta(hours=30)])
+    with pytest.raises(ValueError, match="at least 7 windows"):
+        calibrate_thresholds(reference[reference["timestamp"] < START + pd.Timedelta(days=5)])
 
 
 def test_trimmed_distance_follows_the_bulk_and_ignores_the_tails():
