@@ -108,9 +108,9 @@ def detect_device() -> str:
 class XgbConfig:
     """Boosting settings shared by every XGBoost model."""
 
-    max_depth: int = 7
-    learning_rate: float = 0.12
-    subsample: float = 0.7
+    max_depth: int = 6
+    learning_rate: float = 0.08
+    subsample: float = 0.8
     colsample_bytree: float = 0.5
     min_child_weight: float = 5.0
     max_bin: int = 64
