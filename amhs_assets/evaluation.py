@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -69,10 +70,29 @@ def validation_score(model: Predictor, ds: ModelDataset) -> float:
     return float(np.mean(scores))
 
 
-def best_on_validation(models: dict[str, Predictor], ds: ModelDataset) -> tuple[str, dict]:
-    """The candidate with the lowest validation score, and every candidate's score."""
+def serving_latency_ms(model: Predictor, ds: ModelDataset, rows: int = 2, repeats: int = 7
+                       ) -> float:
+    """Median milliseconds to predict every horizon for `rows` lines: one typical API request."""
+    X = ds.X[ds.mask(VAL)][:rows]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for h in ds.horizons:
+            model.predict(X, h)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def best_on_validation(models: dict[str, Predictor], ds: ModelDataset,
+                       latency_ms: dict[str, float] | None = None,
+                       budget_ms: float | None = None) -> tuple[str, dict]:
+    """The candidate with the lowest validation score among those whose serving latency is
+    within budget (all of them when none is), and every candidate's score."""
     scores = {name: validation_score(m, ds) for name, m in models.items()}
-    return min(scores, key=scores.get), scores
+    eligible = scores
+    if latency_ms is not None and budget_ms is not None:
+        eligible = {n: v for n, v in scores.items() if latency_ms[n] <= budget_ms} or scores
+    return min(eligible, key=eligible.get), scores
 
 
 def evaluation_document(ds: ModelDataset, records: list[dict], champion: dict) -> dict:

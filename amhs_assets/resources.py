@@ -59,6 +59,9 @@ class AmhsSettings(dg.ConfigurableResource):
         default=0.01, description="relative margin: 0.01 = at least 1% better on every metric")
     promotion_cron: str = Field(default="0 6 * * *",
                                 description="when promotion_job runs, in fab_timezone")
+    serve_latency_budget_ms: float = Field(
+        default=20.0, description="a candidate slower than this per 2-line request (every "
+                                  "horizon) is not registered: the API must answer in real time")
     drift_current_hours: float = Field(
         default=24.0, description="the current window of the drift report, hours up to the last minute")
 

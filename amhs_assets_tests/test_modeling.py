@@ -151,3 +151,17 @@ def test_persistence_carries_the_current_value_forward(dataset):
     pred = pers.predict(X, 25)
     known = ~np.isnan(dataset.persistence[:100])
     assert np.allclose(pred["avg"][known], dataset.persistence[:100][known], rtol=1e-6)
+
+
+def test_a_candidate_too_slow_to_serve_is_not_chosen_however_good(dataset):
+    from amhs_assets.evaluation import best_on_validation
+
+    xgb = XgbModel({h: fit_horizon_models(dataset, h, FAST) for h in HORIZONS})
+    pers = PersistenceModel.from_dataset(dataset)
+    candidates = {"xgb": xgb, "persistence": pers}
+    best, scores = best_on_validation(candidates, dataset)
+    assert best == "xgb" and scores["xgb"] < scores["persistence"]
+    slow = {"xgb": 500.0, "persistence": 1.0}
+    assert best_on_validation(candidates, dataset, slow, budget_ms=20.0)[0] == "persistence"
+    assert best_on_validation(candidates, dataset, {"xgb": 500.0, "persistence": 900.0},
+                              budget_ms=20.0)[0] == "xgb"  # none fast enough: the best

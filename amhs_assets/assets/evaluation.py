@@ -10,6 +10,7 @@ from amhs_assets.ensemble import EnsembleModel
 from amhs_assets.evaluation import (
     V8_BARS,
     best_on_validation,
+    serving_latency_ms,
     evaluation_document,
     evaluation_records,
     feature_importances,
@@ -46,7 +47,10 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     ds = model_dataset
     xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
     candidates = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}
-    best, val_scores = best_on_validation(candidates, ds)
+    latency = {name: serving_latency_ms(m, ds) for name, m in candidates.items()}
+    best, val_scores = best_on_validation(candidates, ds, latency,
+                                          settings.serve_latency_budget_ms)
+    context.log.info(f"serving latency per request (ms): {latency}; candidate: {best}")
     ref, registered = champion_for_evaluation(mlflow.client(), REGISTERED_MODEL_NAME,
                                               FEATURE_VERSION)
     models = {"persistence": PersistenceModel.from_dataset(ds), **candidates}
@@ -59,7 +63,9 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     records = evaluation_records(predictions)
     champion = champion_entry(best, ref, registered is not None, FEATURE_VERSION)
     document = evaluation_document(ds, records, {"name": REGISTERED_MODEL_NAME, **champion})
-    document["candidate"] = {"source": best, "validation_avg_mae": val_scores}
+    document["candidate"] = {"source": best, "validation_avg_mae": val_scores,
+                             "serving_latency_ms": latency,
+                             "latency_budget_ms": settings.serve_latency_budget_ms}
     json_path, html_path = write_reports(settings, document, predictions, xgb)
     summary = summary_table(records)
     context.log.info("\n" + summary.round(3).to_string(index=False))
