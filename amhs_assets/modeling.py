@@ -17,7 +17,17 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.contract import (
+    CRITICAL_THRESHOLD_S,
+    HORIZONS,
+    MAX_FILL_GAP_MIN,
+    NUMERIC_COLUMNS,
+    RAW_COLUMNS,
+    REGRESSION_TARGETS,
+    STATES,
+    TARGET_COLUMN,
+    WARNING_THRESHOLD_S,
+)
 from amhs_assets.splits import TEST, TRAIN, VAL, SplitConfig, assign_splits
 
 N_CLASSES = len(STATES)
@@ -271,3 +281,23 @@ def split_summary(ds: ModelDataset) -> dict[str, dict]:
                      "start": ts.min().isoformat() if m.any() else None,
                      "end": ts.max().isoformat() if m.any() else None}
     return out
+
+
+def dataset_from_raw(raw: pd.DataFrame, horizons: tuple[int, ...] = HORIZONS,
+                     thresholds: dict | None = None, gap_min: int | None = None
+                     ) -> tuple[pd.DataFrame, ModelDataset]:
+    """The cleaned grid and the modelling dataset of raw rows already known to be valid
+    (simulated data in tests and benchmarks): no quarantine, no file bookkeeping."""
+    from amhs_assets.features import build_features, build_targets, feature_rows_usable
+    from amhs_assets.ingest import regularize
+
+    typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)]
+    cleaned = regularize(typed, MAX_FILL_GAP_MIN)
+    thresholds = thresholds or {"warning_s": WARNING_THRESHOLD_S,
+                                "critical_s": CRITICAL_THRESHOLD_S, "target_column": TARGET_COLUMN}
+    split = SplitConfig(gap_min=max(horizons) if gap_min is None else gap_min)
+    ds = build_dataset(build_features(cleaned),
+                       build_targets(cleaned, horizons, thresholds["target_column"],
+                                     thresholds["warning_s"], thresholds["critical_s"]),
+                       feature_rows_usable(cleaned), horizons, split, thresholds)
+    return cleaned, ds

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from amhs_assets.contract import HORIZONS, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
+from amhs_assets.contract import HORIZONS, TARGET_COLUMN
 from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.evaluation import (
     evaluation_document,
@@ -15,14 +15,12 @@ from amhs_assets.evaluation import (
     predictions_frame,
     summary_table,
 )
-from amhs_assets.features import build_features, build_targets, feature_rows_usable
-from amhs_assets.ingest import regularize
 from amhs_assets.metrics import classification_metrics, regression_metrics
 from amhs_assets.modeling import (
     PersistenceModel,
     XgbConfig,
     XgbModel,
-    build_dataset,
+    dataset_from_raw,
     fit_horizon_models,
 )
 from amhs_assets.schemas import EvaluationDocument
@@ -39,11 +37,7 @@ FAST_ENSEMBLE = EnsembleConfig(top_features=32, hgb_max_iter=30, hgb_max_rows=40
 @pytest.fixture(scope="module")
 def dataset():
     raw = pd.concat(simulate_lines(["A", "B"], pd.Timestamp("2026-02-02", tz="UTC"), 5, 21).values())
-    typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)]
-    cleaned = regularize(typed, 5)
-    feats, targets = build_features(cleaned), build_targets(cleaned)
-    return build_dataset(feats, targets, feature_rows_usable(cleaned), HORIZONS,
-                         SplitConfig(gap_min=max(HORIZONS)), THRESHOLDS)
+    return dataset_from_raw(raw, HORIZONS, THRESHOLDS)[1]
 
 
 def test_splits_are_chronological_per_line_with_purge_gaps():

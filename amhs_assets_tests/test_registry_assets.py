@@ -32,20 +32,18 @@ from amhs_assets.contract import (
     CHAMPION_ALIAS,
     HORIZONS,
     NUMERIC_COLUMNS,
-    RAW_COLUMNS,
     REGISTERED_MODEL_NAME as NAME,
     TARGET_COLUMN,
 )
 from amhs_assets.definitions import ASSET_MODULES, build_definitions
 from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.evaluation import evaluation_document, evaluation_records, predictions_frame
-from amhs_assets.features import FEATURE_VERSION, build_features, build_targets, feature_rows_usable
-from amhs_assets.ingest import regularize
+from amhs_assets.features import FEATURE_VERSION
 from amhs_assets.modeling import (
     PersistenceModel,
     XgbConfig,
     XgbModel,
-    build_dataset,
+    dataset_from_raw,
     fit_horizon_models,
 )
 from amhs_assets.promotion import GateConfig, data_fingerprint
@@ -53,7 +51,6 @@ from amhs_assets.pyfunc import AmhsPredictor
 from amhs_assets.resources import AmhsSettings, MlflowTracking
 from amhs_assets.runner import stages
 from amhs_assets.simulate import simulate_lines
-from amhs_assets.splits import SplitConfig
 from amhs_assets.unified import fit_unified_model
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
@@ -96,9 +93,7 @@ def world(tmp_path_factory):
     """Two simulated lines x 4 days, small models of each kind, a Dagster instance, a store."""
     data = tmp_path_factory.mktemp("data")
     raw = pd.concat(simulate_lines(["A", "B"], pd.Timestamp("2026-02-02", tz="UTC"), 4, 21).values())
-    cleaned = regularize(raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)], 5)
-    ds = build_dataset(build_features(cleaned), build_targets(cleaned),
-                       feature_rows_usable(cleaned), HORIZONS, SplitConfig(gap_min=25), THRESHOLDS)
+    cleaned, ds = dataset_from_raw(raw, HORIZONS, THRESHOLDS, gap_min=25)
     xgb = {h: fit_horizon_models(ds, h, FAST) for h in HORIZONS}
     with threadpool_limits(1):  # scikit-learn's OpenMP threads, as OneThread
         values = {"cleaned_amhs_logs": cleaned, "model_dataset": ds,

@@ -13,20 +13,17 @@ import time
 
 import pandas as pd
 
-from amhs_assets.contract import HORIZONS, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
+from amhs_assets.contract import HORIZONS
 from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.evaluation import evaluation_records, predictions_frame, summary_table
-from amhs_assets.features import build_features, build_targets, feature_rows_usable
-from amhs_assets.ingest import regularize
 from amhs_assets.modeling import (
     PersistenceModel,
     XgbConfig,
     XgbModel,
-    build_dataset,
+    dataset_from_raw,
     fit_horizon_models,
 )
 from amhs_assets.simulate import line_names, simulate_lines
-from amhs_assets.splits import SplitConfig
 from amhs_assets.unified import fit_unified_model
 
 
@@ -48,11 +45,7 @@ def run(seed: int, lines: int, days: int) -> None:
     raw = pd.concat(frames.values(), ignore_index=True)
     print(f"seed {seed}: {lines} lines x {days} days = {len(raw):,} rows")
     clock = Clock()
-    cleaned = regularize(raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)], 5)
-    features, targets = build_features(cleaned), build_targets(cleaned)
-    ds = build_dataset(features, targets, feature_rows_usable(cleaned), HORIZONS,
-                       SplitConfig(gap_min=max(HORIZONS)),
-                       {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN})
+    ds = dataset_from_raw(raw)[1]
     clock.lap("features + dataset")
     xgb = XgbModel({h: fit_horizon_models(ds, h, XgbConfig(seed=seed)) for h in HORIZONS})
     clock.lap("xgb (per horizon)")

@@ -10,7 +10,6 @@ import pandas as pd
 from amhs_assets.contract import (
     CHAMPION_ALIAS,
     HORIZONS,
-    NUMERIC_COLUMNS,
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
     TARGET_COLUMN,
@@ -32,17 +31,11 @@ def simulated_rows(line_ids: tuple[str, ...] = ("A", "B"), days: float = 2, seed
 
 def train_tiny_predictor(raw: pd.DataFrame):
     """An AmhsPredictor of per-horizon XGBoost models with a handful of shallow trees."""
-    from amhs_assets.features import FEATURE_NAMES, build_features, build_targets, feature_rows_usable
-    from amhs_assets.ingest import regularize
-    from amhs_assets.modeling import XgbConfig, XgbModel, build_dataset, fit_horizon_models
+    from amhs_assets.features import FEATURE_NAMES
+    from amhs_assets.modeling import XgbConfig, XgbModel, dataset_from_raw, fit_horizon_models
     from amhs_assets.pyfunc import AmhsPredictor
-    from amhs_assets.splits import SplitConfig
 
-    typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})
-    cleaned = regularize(typed, 5)
-    dataset = build_dataset(build_features(cleaned), build_targets(cleaned),
-                            feature_rows_usable(cleaned), HORIZONS,
-                            SplitConfig(gap_min=max(HORIZONS)), THRESHOLDS)
+    dataset = dataset_from_raw(raw, HORIZONS, THRESHOLDS)[1]
     config = XgbConfig(num_boost_round=5, early_stopping_rounds=5, max_depth=3, max_bin=16,
                        device="cpu", seed=3)
     model = XgbModel({h: fit_horizon_models(dataset, h, config) for h in HORIZONS})
