@@ -43,6 +43,10 @@ REGISTERED_MODEL_NAME = "amhs-predictor"
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 
+# --- automation: Dagster run tags saying what launched a run and why (copied onto versions) ----
+TRIGGER_TAG = "amhs/trigger"  # data | drift | performance | schedule | manual
+TRIGGER_REASON_TAG = "amhs/trigger_reason"
+
 
 @dataclass(frozen=True)
 class ColumnSpec:

@@ -475,3 +475,25 @@ def latest_window(cleaned: pd.DataFrame, hours: float) -> pd.DataFrame:
     """The last `hours` of the data, up to its last minute (all lines on one clock)."""
     end = cleaned["timestamp"].max()
     return cleaned[cleaned["timestamp"] > end - pd.Timedelta(hours=hours)]
+
+
+def reference_window(cleaned: pd.DataFrame, current_bounds: pd.DataFrame,
+                     champion_bounds: pd.DataFrame | None, champion: str | None
+                     ) -> tuple[pd.DataFrame, dict]:
+    """The reference: the champion's training window (champion_bounds, from its version tags)
+    while the data still hold it, else the current models' training window; and which one."""
+    if champion_bounds is not None:
+        bounds = champion_bounds
+        if (bounds["line_id"] == "*").all():  # only the overall span is known: every line
+            lines = pd.Series(cleaned["line_id"].unique(), name="line_id")
+            bounds = bounds.drop(columns="line_id").merge(lines, how="cross")
+        frame = training_window(cleaned, bounds)
+        if len(frame):
+            return frame, {"source": "champion", "champion_version": champion}
+        why = f"the data no longer hold champion v{champion}'s training window"
+    elif champion is not None:
+        why = f"champion v{champion} has no train_window tag"
+    else:
+        why = "no champion yet"
+    return (training_window(cleaned, current_bounds),
+            {"source": "current_training", "champion_version": champion, "why": why})

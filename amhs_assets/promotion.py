@@ -17,6 +17,7 @@ champion's tags into a decision with a reason:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ TAG_ROLLED_BACK_BY = "rolled_back_by"
 TAG_ROLLBACK_REASON = "rollback_reason"
 TEST_PREFIX = "test_"
 BASELINE_PREFIX = "baseline_"
+TAG_TRAIN_WINDOW = "train_window"  # JSON {line_id: [start, train_end (exclusive)]}
+TRAIN_SPAN_TAGS = ("train_window_start", "train_window_end")  # over every line
+TAG_TRIGGER = "trigger"  # what launched the training run: data, drift, performance, schedule, manual
+TAG_TRIGGER_REASON = "trigger_reason"
+MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value
 
 # decisions recorded in TAG_DECISION
 PROMOTED = "promoted"  # the gate made it champion
@@ -171,6 +177,43 @@ def version_tags(*, kind: str, metrics: dict[str, float], window: dict, fingerpr
         tags |= {TAG_DECISION: REJECTED, TAG_DECIDED_AT: now_iso(),
                  TAG_REASON: f"failed the asset checks ({', '.join(failed)}): never a challenger"}
     return tags
+
+
+def train_window_tags(boundaries: list[dict]) -> dict[str, str]:
+    """The training window of every line (from the evaluation document's boundaries) as tags:
+    per line in JSON (when it fits a tag) and the overall first and last minute."""
+    if not boundaries:
+        return {}
+    per_line = {str(b["line_id"]): [str(b["start"]), str(b["train_end"])] for b in boundaries}
+    tags = {TRAIN_SPAN_TAGS[0]: min(v[0] for v in per_line.values()),
+            TRAIN_SPAN_TAGS[1]: max(v[1] for v in per_line.values())}
+    text = json.dumps(per_line, separators=(",", ":"))
+    if len(text) <= MAX_TAG_CHARS:
+        tags[TAG_TRAIN_WINDOW] = text
+    return tags
+
+
+def train_window_from_tags(tags: dict[str, str]) -> pd.DataFrame | None:
+    """A version's training window back from its tags: line_id, start, train_end per line (a
+    line not listed gets the overall span, with line_id "*"); None when the tags have none."""
+    if tags.get(TAG_TRAIN_WINDOW):
+        per_line = json.loads(tags[TAG_TRAIN_WINDOW])
+        rows = [(line, start, end) for line, (start, end) in per_line.items()]
+    elif all(tags.get(t) for t in TRAIN_SPAN_TAGS):
+        rows = [("*", tags[TRAIN_SPAN_TAGS[0]], tags[TRAIN_SPAN_TAGS[1]])]
+    else:
+        return None
+    frame = pd.DataFrame(rows, columns=["line_id", "start", "train_end"])
+    return frame.assign(start=pd.to_datetime(frame["start"], utc=True),
+                        train_end=pd.to_datetime(frame["train_end"], utc=True))
+
+
+def trigger_tags(run_tags: dict[str, str], trigger_key: str, reason_key: str) -> dict[str, str]:
+    """What launched a training run (from its Dagster run tags) as version tags; a run without
+    them was started by hand."""
+    trigger = run_tags.get(trigger_key) or "manual"
+    reason = run_tags.get(reason_key) or ("launched by hand" if trigger == "manual" else "")
+    return {TAG_TRIGGER: trigger, TAG_TRIGGER_REASON: reason[:MAX_TAG_CHARS]}
 
 
 # --- provenance -----------------------------------------------------------------------------

@@ -59,6 +59,11 @@ class AmhsSettings(dg.ConfigurableResource):
         default=0.01, description="relative margin: 0.01 = at least 1% better on every metric")
     promotion_cron: str = Field(default="0 6 * * *",
                                 description="when promotion_job runs, in fab_timezone")
+    retraining_cron: str = Field(default="0 2 * * *",
+                                 description="when the nightly training_job runs, in fab_timezone")
+    sensor_interval_s: int = Field(
+        default=30, description="seconds between two ticks of raw_data_sensor and "
+                                "retraining_trigger_sensor")
     serve_latency_budget_ms: float = Field(
         default=20.0, description="a candidate slower than this per 2-line request (every "
                                   "horizon) is not registered: the API must answer in real time")

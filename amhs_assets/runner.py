@@ -1,9 +1,9 @@
 """`amhs run`: materialize the whole asset graph in the persistent Dagster instance.
 
-Partitioned assets (one partition per horizon) cannot share a run with unpartitioned ones,
-so the graph runs in three stages: everything upstream of the partitioned assets, each
-partition, then everything downstream but the promotion gate. Then promotion_job runs once,
-so that a first model becomes champion (later ones only if they beat it).
+One run materializes every asset before the promotion gate, every horizon of horizon_models
+included (the run covers the partition range; the asset trains each horizon in one step).
+Then promotion_job runs once, so that a first model becomes champion (later ones only if they
+beat it), and a last run materializes what watches the champion (if any asset does).
 """
 
 from __future__ import annotations
@@ -15,54 +15,48 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.automation import PROMOTION_ASSETS
+from amhs_assets.automation import PROMOTION_ASSETS, all_partitions_tags, reason_tags
 from amhs_assets.evaluation import summary_table
 
-
-def stages(definitions: dg.Definitions) -> list[tuple[dg.AssetSelection, str | None]]:
-    """(selection, partition key) pairs that together materialize every asset but the
-    promotion gate once."""
-    graph = definitions.resolve_asset_graph()
-    keys = graph.get_all_asset_keys()
-    partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
-    rest = dg.AssetSelection.all() - PROMOTION_ASSETS
-    if not partitioned:
-        return [(rest, None)]
-    parts = dg.AssetSelection.assets(*partitioned)
-    upstream = parts.upstream() - parts
-    out: list[tuple[dg.AssetSelection, str | None]] = [(upstream, None)]
-    for key in graph.get(partitioned[0]).partitions_def.get_partition_keys():
-        out.append((parts, key))
-    out.append((rest - upstream - parts, None))
-    return out
+AFTER_GATE = PROMOTION_ASSETS.downstream() - PROMOTION_ASSETS
+BEFORE_GATE = dg.AssetSelection.all() - PROMOTION_ASSETS - AFTER_GATE
+RUN_TAGS = reason_tags("manual", "amhs run")
 
 
 def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definitions | None = None,
                  instance: dg.DagsterInstance | None = None) -> bool:
-    """Materialize every asset (each partition of partitioned ones), then run promotion_job
-    once; report where outputs are and which version is champion."""
+    """Materialize every asset before the gate (every partition) in one run, run promotion_job
+    once, then what depends on the champion; report where outputs are and who is champion."""
     definitions = definitions or _default_definitions()
     instance = instance or dg.DagsterInstance.get()
-    assets = list(definitions.assets or [])
-    checks = list(definitions.asset_checks or [])
-    for selection, partition in stages(definitions):
-        started = time.perf_counter()
-        result = dg.materialize([*assets, *checks], instance=instance,
-                                resources=definitions.resources, selection=selection,
-                                partition_key=partition, raise_on_error=False,
-                                tags={"amhs/trigger": "amhs run"})
-        label = f"partition {partition}" if partition else "assets"
-        if not _report(echo, result, label, started):
-            return False
+    started = time.perf_counter()
+    result = _materialize(definitions, instance, BEFORE_GATE, all_partitions_tags())
+    if not _report(echo, result, "every asset before the gate, every horizon", started):
+        return False
     started = time.perf_counter()
     result = definitions.resolve_job_def("promotion_job").execute_in_process(
-        instance=instance, raise_on_error=False, tags={"amhs/trigger": "amhs run"})
+        instance=instance, raise_on_error=False, tags=RUN_TAGS)
     if not _report(echo, result, "promotion_job", started):
         return False
     gate = result.output_for_node("champion_model")
     echo(f"champion: v{gate['champion']} ({gate['decision']}: {gate['reason']})")
+    if AFTER_GATE.resolve(definitions.resolve_asset_graph()):
+        started = time.perf_counter()
+        after = _materialize(definitions, instance, AFTER_GATE, {})
+        if not _report(echo, after, "assets that watch the champion", started):
+            return False
     print_summary(echo, definitions)
     return True
+
+
+def _materialize(definitions: dg.Definitions, instance: dg.DagsterInstance,
+                 selection: dg.AssetSelection, partitions: dict[str, str]
+                 ) -> dg.ExecuteInProcessResult:
+    """One run of the selected assets and their checks (over a partition range, if tagged)."""
+    return dg.materialize([*(definitions.assets or []), *(definitions.asset_checks or [])],
+                          instance=instance, resources=definitions.resources,
+                          selection=selection, raise_on_error=False,
+                          tags=RUN_TAGS | partitions)
 
 
 def _default_definitions() -> dg.Definitions:

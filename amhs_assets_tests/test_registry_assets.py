@@ -35,7 +35,7 @@ from amhs_assets.contract import (
     REGISTERED_MODEL_NAME as NAME,
     TARGET_COLUMN,
 )
-from amhs_assets.definitions import ASSET_MODULES, build_definitions
+from amhs_assets.definitions import ASSET_MODULES
 from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.evaluation import evaluation_document, evaluation_records, predictions_frame
 from amhs_assets.features import FEATURE_VERSION
@@ -49,7 +49,6 @@ from amhs_assets.modeling import (
 from amhs_assets.promotion import GateConfig, data_fingerprint
 from amhs_assets.pyfunc import AmhsPredictor
 from amhs_assets.resources import AmhsSettings, MlflowTracking
-from amhs_assets.runner import stages
 from amhs_assets.simulate import simulate_lines
 from amhs_assets.unified import fit_unified_model
 
@@ -252,20 +251,6 @@ def test_registration_against_an_unreachable_server_registers_nothing(world, two
     assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in failure_text(result)
     world.tracking.client()  # back to the embedded store
     assert len(world.client.search_model_versions(f"name='{NAME}'")) == before
-
-
-def test_amhs_run_stages_leave_the_gate_to_promotion_job_on_a_daily_schedule(world):
-    defs = build_definitions(world.settings, world.tracking)
-    graph = defs.resolve_asset_graph()
-    staged = set()
-    for selection, _ in stages(defs):
-        staged |= selection.resolve(graph)
-    assert dg.AssetKey("champion_model") not in staged
-    assert staged | {dg.AssetKey("champion_model")} == set(graph.get_all_asset_keys())
-    schedule = defs.resolve_schedule_def("promotion_schedule")
-    assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
-        "promotion_job", "0 6 * * *", "Asia/Taipei")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 # --- one integration test against a real `mlflow server` --------------------------------------

@@ -6,7 +6,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.contract import CHALLENGER_ALIAS, CHAMPION_ALIAS, LOOKBACK_MIN, REGISTERED_MODEL_NAME
+from amhs_assets.contract import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    LOOKBACK_MIN,
+    REGISTERED_MODEL_NAME,
+    TRIGGER_REASON_TAG,
+    TRIGGER_TAG,
+)
 from amhs_assets.ensemble import EnsembleModel
 from amhs_assets.evaluation import summary_table
 from amhs_assets.features import FEATURE_VERSION
@@ -19,6 +26,8 @@ from amhs_assets.promotion import (
     code_version,
     data_fingerprint,
     persistence_verdicts,
+    train_window_tags,
+    trigger_tags,
     version_description,
     version_tags,
 )
@@ -36,17 +45,21 @@ from amhs_assets.unified import UnifiedModel
 GROUP = "registry"
 
 
-def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str) -> dict[str, str]:
-    """The tags of the candidate's new version, from the evaluation document."""
+def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str,
+                   run_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of the candidate's new version, from the evaluation document and the tags of
+    the Dagster run (what triggered it)."""
     records = document["results"]
     verdict = persistence_verdicts(summary_table(records), (kind,))[kind]
     version = document["champion"].get("version")
     baseline = (version, candidate_metrics(records, "champion")) if version else None
-    return version_tags(kind=kind, metrics=candidate_metrics(records, kind),
+    tags = version_tags(kind=kind, metrics=candidate_metrics(records, kind),
                         window=document["test_window"], fingerprint=fingerprint,
                         feature_version=FEATURE_VERSION, code_version=code_version(),
                         dagster_run_id=run_id, checks={f"{kind}_beats_persistence":
                                                        verdict["passed"]}, baseline=baseline)
+    return (tags | train_window_tags(document.get("boundaries", []))
+            | trigger_tags(run_tags or {}, TRIGGER_TAG, TRIGGER_REASON_TAG))
 
 
 @dg.asset(group_name=GROUP, kinds={"mlflow"},
@@ -60,7 +73,8 @@ def registered_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking,
     xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
     model = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}[kind]
     fingerprint = data_fingerprint(cleaned_amhs_logs)
-    tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id)
+    tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id,
+                          dict(context.run.tags))
     predictor = AmhsPredictor(model, {
         "feature_names": list(next(iter(xgb.horizon_models.values())).feature_names),
         "kind": kind, "data_fingerprint": fingerprint,

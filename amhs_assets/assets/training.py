@@ -2,6 +2,7 @@
 
 import dataclasses
 import time
+import warnings
 from typing import Iterator
 
 import dagster as dg
@@ -74,24 +75,38 @@ def model_dataset(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame,
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, partitions_def=horizon_partitions)
+# backfill_policy is marked beta; dagster's version is pinned
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, partitions_def=horizon_partitions,
+          backfill_policy=dg.BackfillPolicy.single_run())
 def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
                    mlflow: MlflowTracking, model_dataset: ModelDataset
-                   ) -> Iterator[dg.Output[HorizonModels]]:
-    """The original V8 design for one horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
-    h = int(context.partition_key)
-    started = time.perf_counter()
+                   ) -> Iterator[dg.Output[HorizonModels | dict[str, HorizonModels]]]:
+    """The original V8 design per horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
+    # one partition, or (a range in one run: training_job, a single-run backfill) every
+    # partition of the run in this step, returned as {partition key: models}
     config = xgb_config(settings)
-    model = fit_horizon_models(model_dataset, h, config)
-    seconds = round(time.perf_counter() - started, 2)
-    trees = {f"trees_{k}": v + 1 for k, v in model.best_iterations.items()}
-    yield dg.Output(model, metadata={
-        "horizon_min": h,
+    keys = list(context.partition_keys)
+    models, rows = {}, []
+    for key in keys:
+        started = time.perf_counter()
+        models[key] = fit_horizon_models(model_dataset, int(key), config)
+        trees = {f"trees_{k}": v + 1 for k, v in models[key].best_iterations.items()}
+        rows.append({"horizon": int(key), "train_seconds": round(time.perf_counter() - started, 2),
+                     **trees})
+    table = pd.DataFrame(rows)
+    one = len(keys) == 1
+    yield dg.Output(models[keys[0]] if one else models, metadata={
+        "horizons": ", ".join(models),
         "device": detect_device() if settings.xgb_device == "auto" else settings.xgb_device,
-        "train_seconds": seconds, **trees,
+        "train_seconds": float(table["train_seconds"].sum()),
+        **({k: v for k, v in rows[0].items() if k.startswith("trees_")} if one else {}),
+        "per_horizon": dg.MetadataValue.md(markdown_table(table)),
     })
     log_training(mlflow, context, settings, config_params(config, "xgb"),
-                 {f"h{h}.train_seconds": seconds, **{f"h{h}.{k}": v for k, v in trees.items()}})
+                 {f"h{r['horizon']}.{k}": v for r in rows for k, v in r.items() if k != "horizon"})
 
 
 @dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"})

@@ -1,0 +1,263 @@
+"""Sensors, schedules and jobs against a real Dagster instance and real files: a change of the raw
+folder launches one training run, a drift or degradation episode launches one, schedules and jobs
+are what the README says."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from amhs_assets import automation
+from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
+from amhs_assets.definitions import build_definitions, settings_from_env, settings_overrides
+from amhs_assets.drift import reference_window
+from amhs_assets.promotion import train_window_from_tags, train_window_tags, trigger_tags
+from amhs_assets.resources import AmhsSettings, MlflowTracking
+from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
+from amhs_assets.triggers import Launch, Report, SourceState, advance, combine
+
+RANGE = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25"}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def settings(data_dir) -> AmhsSettings:
+    return AmhsSettings(data_dir=str(data_dir))
+
+
+class Ticker:
+    """Evaluates a sensor tick after tick, carrying its cursor as the daemon does."""
+
+    def __init__(self, sensor: dg.SensorDefinition, instance: dg.DagsterInstance,
+                 cursor: str | None = None):
+        self.sensor, self.instance, self.cursor = sensor, instance, cursor
+
+    def __call__(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
+        result = self.sensor.evaluate_tick(context)
+        self.cursor = result.cursor
+        return list(result.run_requests or [])
+
+
+def write(path, text: str = "x\n1\n") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# --- raw_data_sensor ---------------------------------------------------------------------------
+def test_a_new_raw_file_launches_one_training_run_over_every_horizon(settings, instance):
+    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    assert tick() == []  # empty folder
+    write(settings.raw_dir / "OHT-A" / "day1.csv")
+    assert tick() == []  # first seen: it may still be growing
+    [request] = tick()
+    assert request.run_key.startswith("raw-") and request.job_name in (None, "training_job")
+    assert request.tags[TRIGGER_TAG] == "data" and "OHT-A/day1.csv" in request.tags[TRIGGER_REASON_TAG]
+    assert RANGE.items() <= request.tags.items()
+    assert tick() == [] and tick() == []  # the same file again: nothing
+
+
+def test_a_file_still_growing_waits_until_it_holds_still(settings, instance):
+    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    path = settings.raw_dir / "day1.csv"
+    write(path, "x\n1\n")
+    for i in range(3):
+        assert tick() == []
+        with path.open("a") as handle:
+            handle.write(f"{i}\n")
+    assert tick() == []
+    assert len(tick()) == 1
+
+
+def test_a_burst_of_files_becomes_one_run(settings, instance):
+    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    tick()
+    for i in range(6):
+        write(settings.raw_dir / f"OHT-{i}" / f"day{i}.csv", f"x\n{i}\n")
+        if i == 2:
+            assert tick() == []  # mid-burst: new files are still settling
+    assert tick() == []
+    [request] = tick()
+    assert "6 new or changed" in request.tags[TRIGGER_REASON_TAG]
+    assert tick() == []
+
+
+def test_a_restart_with_an_empty_cursor_does_not_retrain_on_materialized_data(settings, instance):
+    write(settings.raw_dir / "day1.csv")
+    defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
+    assert dg.materialize(defs.assets, selection=["raw_amhs_logs"], instance=instance,
+                          resources=defs.resources).success
+    tick = Ticker(automation.raw_data_sensor(settings), instance)  # a new cursor, the same data
+    assert tick() == [] and tick() == [] and tick() == []
+    write(settings.raw_dir / "day2.csv")  # and a real change still launches
+    assert tick() == []
+    assert len(tick()) == 1
+
+
+# --- retraining_trigger_sensor -----------------------------------------------------------------
+def drift(instance, detected: bool | None, share: float = 0.42) -> None:
+    """A drift_report materialization as the asset records it (None: not enough data)."""
+    metadata = ({"status": "not enough data"} if detected is None else {
+        "drift_detected": detected, "share_drifted": share, "drift_share": 0.2,
+        "drifted_columns": "transfer_time_avg_s, jobs_queued"})
+    instance.report_runless_asset_event(dg.AssetMaterialization("drift_report", metadata=metadata))
+
+
+def degraded(instance, flag: bool, reason: str = "") -> None:
+    """A performance_monitor materialization (the asset may not exist yet: only the events)."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        "performance_monitor", metadata={"degraded": flag, "degradation_reason": reason}))
+
+
+def test_a_drift_episode_launches_one_training_run_with_the_reason(settings, instance):
+    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    assert tick() == []  # nothing reported yet
+    drift(instance, False)
+    assert tick() == []
+    drift(instance, True)
+    [first] = tick()
+    assert first.tags[TRIGGER_TAG] == "drift" and RANGE.items() <= first.tags.items()
+    assert first.tags[TRIGGER_REASON_TAG] == (
+        "drift share 0.42 >= 0.20, most drifted: transfer_time_avg_s, jobs_queued")
+    drift(instance, True, share=0.5)  # the same episode
+    drift(instance, None)  # a report that could not tell changes nothing
+    assert tick() == []
+    drift(instance, False)  # the episode ends
+    assert tick() == []
+    drift(instance, True, share=0.3)  # a new one
+    [second] = tick()
+    assert second.run_key != first.run_key and "0.30" in second.tags[TRIGGER_REASON_TAG]
+    assert tick() == []
+
+
+def test_performance_degradation_is_an_episode_of_its_own(settings, instance):
+    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    tick()
+    degraded(instance, True, "avg MAE h25 41.0 > 1.2 x evaluated 30.1")
+    [request] = tick()
+    assert request.tags[TRIGGER_TAG] == "performance"
+    assert request.tags[TRIGGER_REASON_TAG] == "avg MAE h25 41.0 > 1.2 x evaluated 30.1"
+    degraded(instance, True, "still")
+    drift(instance, True)
+    [only_drift] = tick()
+    assert only_drift.tags[TRIGGER_TAG] == "drift"
+
+
+def test_an_empty_cursor_joins_an_open_episode_without_launching(settings, instance):
+    drift(instance, True)
+    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    assert tick() == []  # a (re)started sensor does not retrain on an old report
+    drift(instance, True)
+    assert tick() == []
+    drift(instance, False)
+    drift(instance, True)
+    assert len(tick()) == 1
+
+
+def test_episodes_and_reasons_in_plain_python():
+    state, launch = advance("drift", SourceState(), [Report(3, True, "a"), Report(5, False),
+                                                     Report(9, True, "b")])
+    assert state == SourceState(9, True, 9) and launch == Launch("drift", "b", "drift-9")
+    assert advance("drift", state, [Report(11, True, "c")])[1] is None
+    both = combine([Launch("drift", "d", "drift-1"), Launch("performance", "p", "performance-2")])
+    assert both == Launch("drift", "drift: d; performance: p", "drift-1+performance-2")
+
+
+# --- schedules, jobs, settings -----------------------------------------------------------------
+def test_nightly_retraining_and_daily_promotion_run_on_fab_time(settings):
+    nightly = AmhsSettings(data_dir=settings.data_dir, retraining_cron="30 3 * * *")
+    defs = build_definitions(nightly, MlflowTracking.for_data_dir(settings.data_dir))
+    schedule = defs.resolve_schedule_def("retraining_schedule")
+    assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
+        "training_job", "30 3 * * *", "Asia/Taipei")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    [request] = schedule.evaluate_tick(dg.build_schedule_context()).run_requests
+    assert request.tags[TRIGGER_TAG] == "schedule" and RANGE.items() <= request.tags.items()
+    promotion = defs.resolve_schedule_def("promotion_schedule")
+    assert (promotion.job_name, promotion.cron_schedule, promotion.execution_timezone) == (
+        "promotion_job", "0 6 * * *", "Asia/Taipei")
+    assert promotion.default_status == dg.DefaultScheduleStatus.RUNNING
+    for name in ("raw_data_sensor", "retraining_trigger_sensor"):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.job_name == "training_job"
+
+
+def test_jobs_select_what_the_readme_says(settings):
+    defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
+    graph = defs.resolve_asset_graph()
+    selected = lambda job: {k.to_user_string() for k in  # noqa: E731
+                            defs.resolve_job_def(job).asset_layer.selected_asset_keys}
+    assert selected("ingest_job") == {"raw_amhs_logs", "cleaned_amhs_logs", "amhs_features",
+                                      "feature_catalog", "amhs_targets"}
+    training = selected("training_job")
+    assert {"raw_amhs_logs", "horizon_models", "evaluation_report", "registered_model",
+            "drift_report"} <= training and "champion_model" not in training
+    assert selected("promotion_job") == {"champion_model"}
+    present = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert selected("monitoring_job") == present & set(automation.MONITORING_KEYS)
+    # amhs run: everything before the gate in one run, the gate, then what watches the champion
+    before, after = BEFORE_GATE.resolve(graph), AFTER_GATE.resolve(graph)
+    assert dg.AssetKey("champion_model") not in before | after and not before & after
+    assert before | after | {dg.AssetKey("champion_model")} == set(graph.get_all_asset_keys())
+
+
+def test_settings_come_from_an_amhs_settings_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.yaml"
+    path.write_text("xgb_rounds: 12\nretraining_cron: '15 1 * * *'\ndata_dir: elsewhere\n")
+    monkeypatch.setenv("AMHS_SETTINGS", str(path))
+    monkeypatch.setenv("AMHS_DATA_DIR", str(tmp_path))
+    settings = settings_from_env()
+    assert (settings.xgb_rounds, settings.retraining_cron) == (12, "15 1 * * *")
+    assert settings.data_dir == str(tmp_path)  # AMHS_DATA_DIR wins
+    path.write_text(json.dumps({"xgb_round": 3}))
+    with pytest.raises(ValueError, match="unknown AmhsSettings field.*xgb_round"):
+        settings_overrides(path)
+    monkeypatch.delenv("AMHS_SETTINGS")
+    assert settings_from_env().xgb_rounds == AmhsSettings().xgb_rounds
+
+
+# --- what a version records, and the drift reference it gives ----------------------------------
+def test_the_training_window_and_trigger_go_on_the_version_and_back():
+    bounds = [{"line_id": "A", "start": "2026-02-02 00:00:00+00:00",
+               "train_end": "2026-02-05 00:00:00+00:00"},
+              {"line_id": "B", "start": "2026-02-03 00:00:00+00:00",
+               "train_end": "2026-02-06 00:00:00+00:00"}]
+    tags = train_window_tags(bounds)
+    assert (tags["train_window_start"], tags["train_window_end"]) == (
+        "2026-02-02 00:00:00+00:00", "2026-02-06 00:00:00+00:00")
+    back = train_window_from_tags(tags)
+    assert list(back["line_id"]) == ["A", "B"]
+    assert back["train_end"].iloc[1] == pd.Timestamp("2026-02-06", tz="UTC")
+    assert train_window_from_tags({}) is None
+    assert trigger_tags({TRIGGER_TAG: "drift", TRIGGER_REASON_TAG: "share 0.4"}, TRIGGER_TAG,
+                        TRIGGER_REASON_TAG) == {"trigger": "drift", "trigger_reason": "share 0.4"}
+    assert trigger_tags({}, TRIGGER_TAG, TRIGGER_REASON_TAG)["trigger"] == "manual"
+
+
+def test_drift_compares_with_the_champions_training_window_while_the_data_hold_it():
+    minutes = pd.date_range("2026-02-02", periods=6 * 24 * 60, freq="min", tz="UTC")
+    cleaned = pd.concat([pd.DataFrame({"line_id": line, "timestamp": minutes})
+                         for line in ("A", "B")], ignore_index=True)
+    current = pd.DataFrame({"line_id": ["A", "B"], "start": minutes[0],
+                            "train_end": pd.Timestamp("2026-02-05", tz="UTC")})
+    champion = train_window_from_tags({"train_window_start": "2026-02-02T00:00:00Z",
+                                       "train_window_end": "2026-02-03T00:00:00Z"})
+    frame, source = reference_window(cleaned, current, champion, "4")
+    assert source == {"source": "champion", "champion_version": "4"}
+    assert len(frame) == 2 * 24 * 60  # one day of both lines
+    gone = champion.assign(start=minutes[0] - pd.Timedelta(days=30),
+                           train_end=minutes[0] - pd.Timedelta(days=29))
+    frame, source = reference_window(cleaned, current, gone, "4")
+    assert source["source"] == "current_training" and "no longer hold" in source["why"]
+    assert len(frame) == 2 * 3 * 24 * 60
+    assert reference_window(cleaned, current, None, None)[1]["why"] == "no champion yet"
+

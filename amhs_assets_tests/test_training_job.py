@@ -1,0 +1,185 @@
+"""training_job on simulated raw files: every horizon in one run next to the unpartitioned assets,
+the trigger and the training window on the new version, one horizon alone still possible; and
+one integration test: `dagster dev` whose raw_data_sensor retrains on files dropped in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from amhs_assets import automation
+from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME, TRIGGER_TAG
+from amhs_assets.definitions import build_definitions
+from amhs_assets.modeling import HorizonModels
+from amhs_assets.resources import AmhsSettings, MlflowTracking
+from amhs_assets.simulate import simulate_lines, write_frame_by_day
+
+SMALL = {"xgb_rounds": 10, "hgb_max_iter": 5, "mlp_epochs": 1}
+HORIZON_KEYS = {"10", "15", "25"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def raw_days(tmp_path_factory) -> Path:
+    """Two simulated lines x 4 days as raw CSV files, one per line and day."""
+    out = tmp_path_factory.mktemp("simulated")
+    for frame in simulate_lines(["A", "B"], pd.Timestamp("2026-02-02", tz="UTC"), 4, 11).values():
+        write_frame_by_day(frame, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(raw_days, tmp_path_factory):
+    """training_job run once in process, as the drift trigger launches it."""
+    data = tmp_path_factory.mktemp("data")
+    shutil.copytree(raw_days, data / "raw")
+    settings = AmhsSettings(data_dir=str(data), **SMALL)
+    tracking = MlflowTracking.for_data_dir(data)
+    defs = build_definitions(settings, tracking)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("training_job").execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags=automation.training_tags("drift", "drift share 0.42 >= 0.20"))
+        yield types.SimpleNamespace(defs=defs, instance=instance, result=result,
+                                    client=tracking.client())
+
+
+def test_training_job_trains_every_horizon_in_one_run(trained):
+    result = trained.result
+    assert result.success
+    events = result.asset_materializations_for_node("horizon_models")
+    assert {e.partition for e in events} == HORIZON_KEYS
+    assert trained.instance.get_materialized_partitions(dg.AssetKey("horizon_models")) == HORIZON_KEYS
+    for key in ("raw_amhs_logs", "model_dataset", "evaluation_report", "registered_model"):
+        assert result.asset_materializations_for_node(key), key  # unpartitioned, same run
+    storage = Path(trained.instance.storage_directory()) / "horizon_models"
+    for key in HORIZON_KEYS:  # each horizon's models where a one-partition run puts them
+        models = pickle.loads((storage / key).read_bytes())
+        assert isinstance(models, HorizonModels) and models.horizon == int(key)
+
+
+def test_the_new_version_records_what_triggered_it_and_its_training_window(trained):
+    version = trained.result.output_for_node("registered_model")["version"]
+    tags = trained.client.get_model_version(NAME, version).tags
+    assert (tags["trigger"], tags["trigger_reason"]) == ("drift", "drift share 0.42 >= 0.20")
+    assert set(yaml.safe_load(tags["train_window"])) == {"A", "B"}
+    assert tags["train_window_start"].startswith("2026-02-02")
+    assert tags["dagster_run_id"] == trained.result.run_id
+
+
+def test_one_horizon_can_still_be_materialized_alone(trained):
+    result = dg.materialize(trained.defs.assets, selection=["horizon_models"], partition_key="15",
+                            instance=trained.instance, resources=trained.defs.resources)
+    assert result.success
+    assert [e.partition for e in result.asset_materializations_for_node("horizon_models")] == ["15"]
+
+
+def test_drift_is_measured_against_the_champions_training_window(trained):
+    version = trained.result.output_for_node("registered_model")["version"]
+    trained.client.set_registered_model_alias(NAME, CHAMPION_ALIAS, version)
+    result = dg.materialize(trained.defs.assets, selection=["drift_report"],
+                            instance=trained.instance, resources=trained.defs.resources)
+    assert result.success
+    reference = result.output_for_node("drift_report")["reference"]
+    assert (reference["source"], reference["champion_version"]) == ("champion", version)
+    before = trained.result.output_for_node("drift_report")["reference"]
+    assert (before["source"], before["why"]) == ("current_training", "no champion yet")
+
+
+# --- one integration test: dagster dev, its daemon and raw_data_sensor -------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict, port: int, log: Path) -> Iterator[subprocess.Popen]:
+    """`dagster dev` (webserver, daemon, code server) at the repository root, in its own process
+    group; the whole group is stopped on the way out, whatever happened."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p",
+             str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything left of the group
+            process.wait(30)
+
+
+def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen, log: Path):
+    """Poll until condition() is truthy; fail with the server's log if it dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert process.poll() is None, f"dagster dev exited:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"{what} not within {timeout_s:.0f} s:\n" + \
+            log.read_text()[-4000:]
+        time.sleep(2)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.integration
+def test_raw_files_dropped_in_lead_to_a_successful_training_run(raw_days, tmp_path):
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    (data / "raw").mkdir(parents=True)
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n")
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump({**SMALL, "sensor_interval_s": 5}))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "DAGSTER_HOME": str(home), "AMHS_DATA_DIR": str(data),
+        "AMHS_SETTINGS": str(tmp_path / "settings.yaml")}
+    port, log = free_port(), tmp_path / "dagster_dev.log"
+    with dagster_dev(env, port, log) as process:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 300,
+                 "the Dagster webserver", process, log)
+        instance = dg.DagsterInstance.from_config(str(home))
+        launched_by_sensor = dg.RunsFilter(tags={"dagster/sensor_name": "raw_data_sensor"})
+        time.sleep(10)  # a tick or two of the sensor on the empty folder
+        assert instance.get_runs(launched_by_sensor) == []
+        dropped = time.monotonic()
+        shutil.copytree(raw_days, data / "raw", dirs_exist_ok=True)
+        finished = lambda: [r for r in instance.get_runs(launched_by_sensor)  # noqa: E731
+                            if r.is_finished]
+        [run] = wait_for(finished, 600, "a finished run of raw_data_sensor", process, log)
+        seconds = time.monotonic() - dropped
+        assert run.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-4000:]
+        assert run.job_name == "training_job" and run.tags[TRIGGER_TAG] == "data"
+        print(f"raw files dropped -> training run succeeded in {seconds:.0f} s")
+        assert len(instance.get_runs(launched_by_sensor)) == 1  # one change, one run
+        partitions = instance.get_materialized_partitions(dg.AssetKey("horizon_models"))
+        assert partitions == HORIZON_KEYS
