@@ -268,6 +268,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
         "<h2>How to read this page</h2>", HOW_TO_READ]
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<link rel="icon" href="data:,">'  # no favicon request: the page needs nothing else
             f"<title>AMHS monitoring</title><style>{CSS}</style>"
             f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
             f'<body><div class="page">{"".join(body)}</div>{RESIZE}</body></html>')

@@ -14,10 +14,11 @@ import yaml
 
 from amhs_assets import automation
 from amhs_assets.assets import evaluation, features, ingest, monitoring, registry, training
+from amhs_assets.assets import dashboard, performance
 from amhs_assets.io_manager import AmhsIOManager
 from amhs_assets.resources import AmhsSettings, MlflowTracking
 
-ASSET_MODULES = [ingest, features, training, evaluation, registry, monitoring]
+ASSET_MODULES = [ingest, features, training, evaluation, registry, monitoring, performance, dashboard]
 
 
 def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.Definitions:

@@ -69,6 +69,19 @@ class AmhsSettings(dg.ConfigurableResource):
                                   "horizon) is not registered: the API must answer in real time")
     drift_current_hours: float = Field(
         default=24.0, description="the current window of the drift report, hours up to the last minute")
+    performance_window_hours: float = Field(
+        default=24.0, description="performance check: hours of known outcomes, up to the newest, "
+                                  "whose live avg MAE is compared with the evaluated one")
+    performance_margin: float = Field(
+        default=0.25, description="performance check fails when live avg MAE is worse than "
+                                  "evaluated by more than this share (0.25 = 25 %) at a horizon")
+    performance_min_rows: int = Field(
+        default=60, description="performance check: a horizon with fewer scored rows in the "
+                                "window is not judged")
+    performance_backtest_hours: float = Field(
+        default=72.0, description="performance_monitor scores the newest this many hours (from "
+                                  "local midnight), backtesting the champion where the API "
+                                  "logged no prediction")
 
     @property
     def thresholds(self) -> dict:
