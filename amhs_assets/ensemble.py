@@ -25,6 +25,7 @@ from amhs_assets.modeling import (
     baseline,
     class_weights,
     ordered,
+    training_rows,
 )
 
 MEMBERS = ("xgb", "hgb", "mlp")
@@ -44,6 +45,7 @@ class EnsembleConfig:
     mlp_patience: int = 4
     mlp_max_rows: int = 30_000
     class_weight_power: float = 0.5
+    train_stride: int = 2  # every n-th training minute, as for XGBoost
     seed: int = 42
 
 
@@ -128,10 +130,17 @@ def top_features(models: dict[int, HorizonModels], k: int) -> np.ndarray:
     return np.sort(np.argsort(-gain, kind="stable")[:k])
 
 
+def _training_mask(ds: ModelDataset, cfg: EnsembleConfig) -> np.ndarray:
+    """The training rows the members learn from (every train_stride-th training minute)."""
+    mask = np.zeros(len(ds.split), dtype=bool)
+    mask[training_rows(ds, cfg.train_stride)] = True
+    return mask
+
+
 def _fit_hgb(ds: ModelDataset, X: np.ndarray, h: int, base: np.ndarray, cfg: EnsembleConfig
              ) -> tuple[dict, object]:
     """HistGradientBoosting regressors (residuals, median loss) and classifier of one horizon."""
-    tr, va = ds.mask(TRAIN), ds.mask(VAL)
+    tr, va = _training_mask(ds, cfg), ds.mask(VAL)
     hgb = dict(max_iter=cfg.hgb_max_iter, learning_rate=cfg.hgb_learning_rate, max_bins=63,
                early_stopping=True, n_iter_no_change=15, random_state=cfg.seed)
     regs = {}
@@ -180,7 +189,8 @@ def _fit_mlps(ds: ModelDataset, X: np.ndarray, base: np.ndarray, scaler: Scaler,
     Y = np.column_stack([ds.target(t, h) - base for (h, t) in cols])
     complete = ~np.isnan(Y).any(axis=1)
     scale = np.nanstd(Y[ds.mask(TRAIN)], axis=0) + 1e-6
-    tr = _subsample(ds.mask(TRAIN) & complete, cfg.mlp_max_rows, cfg.seed)
+    train = _training_mask(ds, cfg)
+    tr = _subsample(train & complete, cfg.mlp_max_rows, cfg.seed)
     va = _subsample(ds.mask(VAL) & complete, cfg.mlp_max_rows, cfg.seed)
     Xtr, Xva = scaler.transform(X[tr]), scaler.transform(X[va])
     mse = lambda m, X, y: float(np.mean((m.predict(X).reshape(len(X), -1) - y) ** 2))  # noqa: E731
@@ -191,7 +201,7 @@ def _fit_mlps(ds: ModelDataset, X: np.ndarray, base: np.ndarray, scaler: Scaler,
     clfs = {}
     for h in ds.horizons:
         s = ds.target("state", h).astype(int)
-        a = _subsample(ds.mask(TRAIN) & (s >= 0), cfg.mlp_max_rows, cfg.seed)
+        a = _subsample(train & (s >= 0), cfg.mlp_max_rows, cfg.seed)
         b = _subsample(ds.mask(VAL) & (s >= 0), cfg.mlp_max_rows, cfg.seed)
         logloss = lambda m, X, y: -float(np.mean(np.log(_proba(m, X)[np.arange(len(y)), y] + 1e-9)))  # noqa: E731
         clfs[h] = _train_epochs(

@@ -17,13 +17,16 @@ from amhs_assets.modeling import (
     REGRESSION_OBJECTIVE,
     TRAIN,
     VAL,
+    Matrices,
     ModelDataset,
     XgbConfig,
     _predict,
     baseline,
-    class_weights,
     fit_booster,
     ordered,
+    state_labels,
+    state_weights,
+    training_rows,
 )
 
 HORIZON_FEATURE = "horizon_min"
@@ -34,21 +37,23 @@ def with_horizon(X: np.ndarray, h: float) -> np.ndarray:
     return np.hstack([X, np.full((len(X), 1), h, dtype=X.dtype)])
 
 
-def _stacked(ds: ModelDataset, rows: np.ndarray, name: str, base: np.ndarray, share: float,
-             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows x horizons stacked: features + horizon, and the target (residual for regressions).
-
-    Each horizon keeps a random `share` of the rows (neighbouring minutes are nearly
-    duplicates), so the stack need not be len(horizons) times the cost of one horizon."""
-    xs, ys = [], []
+def _stacked_rows(ds: ModelDataset, rows: np.ndarray, share: float, seed: int
+                  ) -> list[np.ndarray]:
+    """Per horizon, the rows it contributes to the stack: a random `share` of `rows`
+    (neighbouring minutes are nearly duplicates), so the stack need not cost len(horizons)
+    times one horizon."""
     keep = np.random.default_rng(seed).random((len(ds.horizons), len(rows))) < share
-    for i, h in enumerate(ds.horizons):
-        y = ds.target(name, h).astype(float)
-        y = y - base if name != "state" else np.where(y < 0, np.nan, y)
-        ok = rows & ~np.isnan(y) & keep[i]
-        xs.append(with_horizon(ds.X[ok], h))
-        ys.append(y[ok])
-    return np.vstack(xs), np.concatenate(ys)
+    return [rows[k] for k in keep]
+
+
+def _stacked_targets(ds: ModelDataset, parts: list[np.ndarray], name: str, base: np.ndarray
+                     ) -> np.ndarray:
+    """The stacked labels of one target (residuals for regressions, NaN where unknown)."""
+    out = []
+    for h, rows in zip(ds.horizons, parts):
+        y = ds.target(name, h)[rows]
+        out.append(state_labels(y) if name == "state" else y - base[rows])
+    return np.concatenate(out)
 
 
 @dataclass
@@ -78,22 +83,22 @@ class UnifiedModel:
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.5
                       ) -> UnifiedModel:
     """Fit the unified model on every horizon's training rows, early-stopped on validation."""
-    tr, va = ds.mask(TRAIN), ds.mask(VAL)
-    stack = lambda rows, name: _stacked(ds, rows, name, base, row_share, config.seed)  # noqa: E731
-    fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[tr]))
+    tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)
+    va = _stacked_rows(ds, np.flatnonzero(ds.mask(VAL)), row_share, config.seed + 1)
+    stack = lambda parts: np.vstack([with_horizon(ds.X[r], h)  # noqa: E731
+                                     for h, r in zip(ds.horizons, parts)])
+    matrices = Matrices.build(stack(tr), stack(va), config)
+    fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[ds.mask(TRAIN)]))
     base = baseline(ds.persistence, fallback)
-    regressors = {}
-    for name in REGRESSION_TARGETS:
-        X_tr, y_tr = stack(tr, name)
-        X_va, y_va = stack(va, name)
-        regressors[name] = fit_booster(config, REGRESSION_OBJECTIVE, X_tr, y_tr, X_va, y_va)
-    X_tr, y_tr = stack(tr, "state")
-    X_va, y_va = stack(va, "state")
-    y_tr, y_va = y_tr.astype(int), y_va.astype(int)
+    regressors = {
+        name: fit_booster(config, REGRESSION_OBJECTIVE, matrices,
+                          _stacked_targets(ds, tr, name, base), _stacked_targets(ds, va, name, base))
+        for name in REGRESSION_TARGETS}
+    y_tr, y_va = (_stacked_targets(ds, parts, "state", base) for parts in (tr, va))
     classifier = fit_booster(
-        config, "multi:softprob", X_tr, y_tr, X_va, y_va,
-        weight=class_weights(y_tr, config.class_weight_power),
-        weight_val=class_weights(y_va, config.class_weight_power),
+        config, "multi:softprob", matrices, y_tr, y_va,
+        weight=state_weights(y_tr, config.class_weight_power),
+        weight_val=state_weights(y_va, config.class_weight_power),
     )
     return UnifiedModel(regressors, classifier, fallback, ds.persistence_index, tuple(ds.horizons),
                         (*ds.feature_names, HORIZON_FEATURE))

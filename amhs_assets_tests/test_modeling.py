@@ -19,9 +19,10 @@ from amhs_assets.metrics import classification_metrics, regression_metrics
 from amhs_assets.modeling import (
     PersistenceModel,
     XgbConfig,
-    XgbModel,
     dataset_from_raw,
     fit_horizon_models,
+    fit_xgb_model,
+    training_rows,
 )
 from amhs_assets.schemas import EvaluationDocument
 from amhs_assets.simulate import simulate_lines
@@ -101,7 +102,7 @@ def test_classification_metrics_match_scikit_learn(y_true, y_pred):
 
 
 def test_every_model_trains_predicts_and_evaluates_in_the_spec_shape(dataset):
-    xgb = XgbModel({h: fit_horizon_models(dataset, h, FAST) for h in HORIZONS})
+    xgb = fit_xgb_model(dataset, FAST)
     unified = fit_unified_model(dataset, FAST)
     ensemble = fit_ensemble_model(dataset, xgb.horizon_models, FAST_ENSEMBLE)
     models = {"persistence": PersistenceModel.from_dataset(dataset), "xgb": xgb,
@@ -139,6 +140,23 @@ def test_same_seed_same_metrics(dataset):
         assert np.array_equal(a[key], b[key])
 
 
+def test_models_on_shared_matrices_equal_models_fitted_alone(dataset):
+    config = XgbConfig(num_boost_round=12, max_bin=32, seed=5)
+    shared = fit_xgb_model(dataset, config)  # one quantised matrix, relabelled 12 times
+    X = dataset.X[dataset.mask("test")]
+    for h in (10, 25):
+        alone, together = fit_horizon_models(dataset, h, config).predict(X), shared.predict(X, h)
+        for key in ("min", "max", "avg", "proba"):
+            assert np.array_equal(alone[key], together[key])
+
+
+def test_training_rows_take_every_nth_training_minute_and_nothing_else(dataset):
+    rows = training_rows(dataset, 2)
+    train = np.flatnonzero(dataset.mask("train"))
+    assert np.array_equal(rows, train[::2])
+    assert np.array_equal(training_rows(dataset, 1), train)
+
+
 def test_persistence_carries_the_current_value_forward(dataset):
     pers = PersistenceModel.from_dataset(dataset)
     X = dataset.X[:100]
@@ -150,7 +168,7 @@ def test_persistence_carries_the_current_value_forward(dataset):
 def test_a_candidate_too_slow_to_serve_is_not_chosen_however_good(dataset):
     from amhs_assets.evaluation import best_on_validation
 
-    xgb = XgbModel({h: fit_horizon_models(dataset, h, FAST) for h in HORIZONS})
+    xgb = fit_xgb_model(dataset, FAST)
     pers = PersistenceModel.from_dataset(dataset)
     candidates = {"xgb": xgb, "persistence": pers}
     best, scores = best_on_validation(candidates, dataset)

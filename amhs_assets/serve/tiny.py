@@ -32,13 +32,13 @@ def simulated_rows(line_ids: tuple[str, ...] = ("A", "B"), days: float = 2, seed
 def train_tiny_predictor(raw: pd.DataFrame):
     """An AmhsPredictor of per-horizon XGBoost models with a handful of shallow trees."""
     from amhs_assets.features import FEATURE_NAMES
-    from amhs_assets.modeling import XgbConfig, XgbModel, dataset_from_raw, fit_horizon_models
+    from amhs_assets.modeling import XgbConfig, dataset_from_raw, fit_xgb_model
     from amhs_assets.pyfunc import AmhsPredictor
 
     dataset = dataset_from_raw(raw, HORIZONS, THRESHOLDS)[1]
     config = XgbConfig(num_boost_round=5, early_stopping_rounds=5, max_depth=3, max_bin=16,
                        device="cpu", seed=3)
-    model = XgbModel({h: fit_horizon_models(dataset, h, config) for h in HORIZONS})
+    model = fit_xgb_model(dataset, config)
     return AmhsPredictor(model, {"feature_names": list(FEATURE_NAMES)})
 
 
