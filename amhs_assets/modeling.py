@@ -254,13 +254,19 @@ def _predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(X, iteration_range=rng)
 
 
+def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
+    """The quantised training (strided) and validation rows every horizon's models share."""
+    tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
+    return Matrices.build(ds.X[tr], ds.X[va], config)
+
+
 def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
                        matrices: Matrices | None = None) -> HorizonModels:
     """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val.
 
-    `matrices` (training_rows and validation rows of ds) may be shared across horizons."""
+    `matrices` (shared_matrices of ds) may be shared across horizons."""
     tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
-    matrices = matrices or Matrices.build(ds.X[tr], ds.X[va], config)
+    matrices = matrices or shared_matrices(ds, config)
     fallback = float(np.nanmedian(ds.target("avg", h)[ds.mask(TRAIN)]))
     base = baseline(ds.persistence, fallback)
     regressors, best = {}, {}
@@ -282,8 +288,7 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
 def fit_xgb_model(ds: ModelDataset, config: XgbConfig,
                   horizons: tuple[int, ...] | None = None) -> "XgbModel":
     """Every horizon's models, on one pair of quantised matrices."""
-    tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
-    matrices = Matrices.build(ds.X[tr], ds.X[va], config)
+    matrices = shared_matrices(ds, config)
     return XgbModel({h: fit_horizon_models(ds, h, config, matrices)
                      for h in (horizons or ds.horizons)})
 

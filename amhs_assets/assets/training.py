@@ -18,6 +18,7 @@ from amhs_assets.modeling import (
     build_dataset,
     detect_device,
     fit_horizon_models,
+    shared_matrices,
     split_summary,
 )
 from amhs_assets.reporting import markdown_table
@@ -90,9 +91,10 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
     config = xgb_config(settings)
     keys = list(context.partition_keys)
     models, rows = {}, []
+    matrices = shared_matrices(model_dataset, config)  # quantised once for every horizon
     for key in keys:
         started = time.perf_counter()
-        models[key] = fit_horizon_models(model_dataset, int(key), config)
+        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices)
         trees = {f"trees_{k}": v + 1 for k, v in models[key].best_iterations.items()}
         rows.append({"horizon": int(key), "train_seconds": round(time.perf_counter() - started, 2),
                      **trees})
