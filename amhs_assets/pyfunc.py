@@ -9,6 +9,7 @@ unified or ensemble). Two entry points share one implementation:
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,16 @@ def input_schema():
                    else ColSpec(AnyType(), c.name) for c in COLUMNS])
 
 
+def pip_requirements() -> list[str]:
+    """The bundled package's own dependencies, pinned to this environment's versions: declared,
+    because MLflow's inference of them loads the model in a subprocess (10-13 s per version)."""
+    from packaging.requirements import Requirement
+
+    package = __name__.split(".")[0]
+    needed = [Requirement(r) for r in importlib.metadata.requires(package) or []]
+    return [f"{r.name}=={importlib.metadata.version(r.name)}" for r in needed if not r.marker]
+
+
 def log_predictor(predictor: AmhsPredictor, input_example: pd.DataFrame, workdir: Path,
                   registered_model_name: str | None = None, name: str = "model"):
     """Log the predictor as an MLflow pyfunc (package code bundled, signature and input example
@@ -208,4 +219,5 @@ def log_predictor(predictor: AmhsPredictor, input_example: pd.DataFrame, workdir
         signature=signature,
         input_example=input_example,
         registered_model_name=registered_model_name,
+        pip_requirements=pip_requirements(),
     )
