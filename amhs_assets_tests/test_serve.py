@@ -109,7 +109,12 @@ def test_health_reports_the_loaded_version(client):
 
 
 def test_docs_and_the_row_schema_come_from_the_contract(client):
-    assert "swagger" in client.get("/docs").text.lower()
+    page = client.get("/docs").text
+    assert "swagger" in page.lower() and "cdn" not in page and "https://" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):  # served here: works offline
+        assert f"/docs-assets/{asset}" in page
+        answer = client.get(f"/docs-assets/{asset}")
+        assert answer.status_code == 200 and len(answer.content) > 100_000
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     row = schemas["RawRow"]
     assert set(row["properties"]) == {c.name for c in COLUMNS} == set(row["required"])

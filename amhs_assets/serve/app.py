@@ -8,6 +8,10 @@ import contextlib
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 from fastapi.openapi.utils import get_openapi
 
 from amhs_assets.serve.config import ServeSettings
@@ -73,7 +77,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings.from_env()
     metrics = ServeMetrics()
     app = FastAPI(title="AMHS failure prediction API", version="1", description=DESCRIPTION,
-                  lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
+                  lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False},
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.store = ModelStore(settings, metrics)
@@ -86,4 +91,21 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestError, request_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    add_offline_docs(app)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files bundled with the package, not a CDN: fab networks are
+    often closed to the internet, and a blank /docs there helps nobody."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
