@@ -98,16 +98,28 @@ def check_reachable(uri: str, attempts: int = 3, timeout_s: float = 5.0, pause_s
         "$AMHS_DATA_DIR/mlflow/). Trained models stay in Dagster's storage.")
 
 
+_SQLITE_READY: set[str] = set()  # SQLite stores this process has opened
+
+
 def connect(uri: str, attempts: int = 3, timeout_s: float = 5.0) -> MlflowClient:
     """Check the store answers, point mlflow (tracking and registry) at it, return a client."""
     check_reachable(uri, attempts, timeout_s)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for key, value in HTTP_ENV.items():
         os.environ.setdefault(key, value)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///") or uri in _SQLITE_READY:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # a new SQLite store is created and migrated by the first client: one process at a time,
+    # or parallel steps of one run race on its schema migration and fail
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(db.with_name("store.lock"), timeout_s=300):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    _SQLITE_READY.add(uri)
+    return client
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

@@ -145,6 +145,13 @@ def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen, 
         time.sleep(2)
 
 
+def failures(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The step failures of a run, errors included."""
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    return "\n".join(f"{e.step_key}: {e.dagster_event.step_failure_data.error.to_string()}"
+                     for e in events)[-6000:] or "no step failed"
+
+
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).ok
@@ -177,9 +184,23 @@ def test_raw_files_dropped_in_lead_to_a_successful_training_run(raw_days, tmp_pa
                             if r.is_finished]
         [run] = wait_for(finished, 600, "a finished run of raw_data_sensor", process, log)
         seconds = time.monotonic() - dropped
-        assert run.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-4000:]
+        assert run.status == dg.DagsterRunStatus.SUCCESS, failures(instance, run.run_id)
         assert run.job_name == "training_job" and run.tags[TRIGGER_TAG] == "data"
         print(f"raw files dropped -> training run succeeded in {seconds:.0f} s")
         assert len(instance.get_runs(launched_by_sensor)) == 1  # one change, one run
         partitions = instance.get_materialized_partitions(dg.AssetKey("horizon_models"))
         assert partitions == HORIZON_KEYS
+
+
+def test_parallel_steps_open_a_new_mlflow_store_one_at_a_time(tmp_path):
+    # steps of one run (horizon_models, unified_model, drift_report) start in parallel processes:
+    # a new SQLite store must be created and migrated once, not raced on
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    code = ("import sys; from amhs_assets.registry import connect; "
+            "print(len(connect(sys.argv[1]).search_experiments()))")
+    workers = [subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+        assert out.strip() == "1"  # the Default experiment
