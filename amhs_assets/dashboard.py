@@ -88,7 +88,10 @@ def quarantined_per_day(rows_csv: Path, tz: str) -> tuple[pd.DataFrame, int]:
     readable timestamp."""
     if not Path(rows_csv).is_file():
         return pd.DataFrame(columns=["day", "rows"]), 0
-    stamps = pd.read_csv(rows_csv, usecols=lambda c: c == "timestamp", dtype=str)
+    try:
+        stamps = pd.read_csv(rows_csv, usecols=lambda c: c == "timestamp", dtype=str)
+    except pd.errors.EmptyDataError:  # written with no column at all
+        stamps = pd.DataFrame()
     if "timestamp" not in stamps:
         return pd.DataFrame(columns=["day", "rows"]), 0
     parsed = pd.to_datetime(stamps["timestamp"], utc=True, errors="coerce", format="mixed")

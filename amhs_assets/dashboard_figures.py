@@ -38,6 +38,12 @@ def local(stamps: pd.Series, tz: str) -> pd.Series:
     return stamps.dt.tz_convert(tz).dt.tz_localize(None)
 
 
+def _readable_span(fig: go.Figure, x: pd.Series) -> None:
+    """At least two hours on a time axis: points of one run otherwise get sub-second ticks."""
+    if len(x) and x.max() - x.min() < pd.Timedelta(hours=2):
+        fig.update_xaxes(range=[x.min() - pd.Timedelta(hours=1), x.max() + pd.Timedelta(hours=1)])
+
+
 def _wrap(text: str, width: int = 70) -> str:
     """Hover text in lines of at most `width` characters."""
     return "<br>".join(textwrap.wrap(str(text), width)) or "—"
@@ -132,8 +138,9 @@ def drift_share(history: pd.DataFrame, threshold: float | None, tz: str) -> go.F
         return None
     history = history.sort_values("measured_at")
     detected = history["drift_detected"].astype(bool)
+    x = local(history["measured_at"], tz)
     fig = go.Figure(go.Scatter(
-        x=local(history["measured_at"], tz), y=history["share_drifted"].round(3),
+        x=x, y=history["share_drifted"].round(3),
         mode="lines+markers", line={"color": OKABE_ITO["blue"]},
         marker={"size": 9, "symbol": np.where(detected, "x", "circle").tolist(),
                 "color": np.where(detected, OKABE_ITO["vermillion"], OKABE_ITO["blue"]).tolist()},
@@ -142,9 +149,11 @@ def drift_share(history: pd.DataFrame, threshold: float | None, tz: str) -> go.F
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", line_color=OKABE_ITO["vermillion"],
                       annotation_text=f"drift at {threshold:g}", annotation_position="top left")
+    top = max(float(history["share_drifted"].max()), threshold or 0.0) * 1.25 or 1.0
     fig.update_layout(height=340, xaxis_title=f"report time ({tz})",
-                      yaxis={"title": "share of drifted pairs", "rangemode": "tozero"},
+                      yaxis={"title": "share of drifted pairs", "range": [-0.03 * top, top]},
                       title="Drift share per report (✕ = drift)")
+    _readable_span(fig, x)
     return fig
 
 
@@ -192,9 +201,7 @@ def version_timeline(events: pd.DataFrame, tz: str) -> go.Figure | None:
     fig.update_layout(height=200 + 28 * len(order), xaxis_title=f"time ({tz})",
                       yaxis={"categoryorder": "array", "categoryarray": [f"v{v}" for v in order]},
                       legend={"orientation": "h", "y": -0.35}, margin={"t": 30})
-    at = local(events["at"], tz)
-    if at.max() - at.min() < pd.Timedelta(hours=2):  # events of one run: a readable span
-        fig.update_xaxes(range=[at.min() - pd.Timedelta(hours=1), at.max() + pd.Timedelta(hours=1)])
+    _readable_span(fig, local(events["at"], tz))
     return fig
 
 
@@ -204,6 +211,7 @@ def quarantine_per_day(per_day: pd.DataFrame, tz: str) -> go.Figure | None:
         return None
     fig = go.Figure(go.Bar(x=per_day["day"], y=per_day["rows"], marker_color=OKABE_ITO["orange"],
                            hovertemplate="%{x}: %{y} rows<extra></extra>", name="quarantined"))
-    fig.update_layout(height=320, title="Rows quarantined per day", xaxis_title=f"day ({tz})",
+    fig.update_layout(height=320, title="Rows quarantined per day",
+                      xaxis={"title": f"day ({tz})", "type": "category"},
                       yaxis={"title": "rows", "rangemode": "tozero"})
     return fig
