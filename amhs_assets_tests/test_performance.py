@@ -240,3 +240,20 @@ def test_a_backtest_predicts_every_usable_minute_from_the_window_start():
     assert out["timestamp"].min() == since and out["timestamp"].max() == cleaned["timestamp"].max()
     assert len(out) == 2 * int((cleaned["timestamp"] >= since).sum())
     assert set(out["pred_state"]) == {W} and set(out["model_version"]) == {"9"}
+
+
+def test_without_a_champion_the_evaluation_candidate_is_watched_and_said_so(tmp_path):
+    from amhs_assets.assets.performance import evaluated_levels, watched_model
+    from amhs_assets.resources import MlflowTracking
+
+    tracking = MlflowTracking.for_data_dir(tmp_path)  # an empty registry
+    records = [{"model": "unified", "horizon": 10, "target": "avg", "mae": 9.5}]
+    evaluation = {"candidate": {"source": "unified"}, "results": records}
+    candidates = {"xgb": object(), "unified": object(), "ensemble": object()}
+    model, _, info = watched_model(tracking, evaluation, candidates)
+    assert model is candidates["unified"] and info["version"] is None
+    assert info["version_label"] == "candidate-unified"
+    assert info["selected_by"] == "evaluation candidate (no champion in the registry yet)"
+    levels, sources = evaluated_levels(tracking, ["candidate-unified"], info, evaluation)
+    assert levels.set_index("horizon").loc[10, "evaluated_mae_avg"] == 9.5
+    assert sources == {"candidate-unified": "evaluation.json (unified)"}
