@@ -37,8 +37,8 @@ class EnsembleConfig:
     """Sizes of the scikit-learn members; rows are subsampled for the MLP to bound its time."""
 
     top_features: int = 64  # the members see the features XGBoost found most useful
-    hgb_max_iter: int = 200
-    hgb_learning_rate: float = 0.1
+    hgb_max_iter: int = 150
+    hgb_learning_rate: float = 0.2
     hgb_max_rows: int = 30_000
     mlp_hidden: tuple[int, ...] = (64, 32)
     mlp_epochs: int = 30

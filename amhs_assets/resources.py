@@ -49,7 +49,10 @@ class AmhsSettings(dg.ConfigurableResource):
     val_fraction: float = Field(default=0.2, description="share of each line's span for validation")
     test_fraction: float = Field(default=0.2, description="share of each line's span for test")
     xgb_rounds: int = Field(default=400, description="most boosting rounds per XGBoost model")
-    hgb_max_iter: int = Field(default=200, description="most iterations of the ensemble's HistGB")
+    train_stride: int = Field(
+        default=2, description="models learn from every n-th training minute (neighbouring "
+                               "minutes are near duplicates; 1 = every minute, ~1.6x the time)")
+    hgb_max_iter: int = Field(default=150, description="most iterations of the ensemble's HistGB")
     mlp_epochs: int = Field(default=30, description="most epochs of the ensemble's MLP")
     promotion_metrics: list[str] = Field(
         default=["mean_avg_mae"],

@@ -80,7 +80,7 @@ class UnifiedModel:
         return ordered(pred) | {"proba": _predict(self.classifier, Xh).reshape(len(X), N_CLASSES)}
 
 
-def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.5
+def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4
                       ) -> UnifiedModel:
     """Fit the unified model on every horizon's training rows, early-stopped on validation."""
     tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)

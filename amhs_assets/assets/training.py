@@ -33,12 +33,13 @@ horizon_partitions = dg.StaticPartitionsDefinition([str(h) for h in HORIZONS])
 def xgb_config(settings: AmhsSettings) -> XgbConfig:
     """XGBoost settings from the deployment's settings."""
     return XgbConfig(device=settings.xgb_device, seed=settings.seed,
-                     num_boost_round=settings.xgb_rounds)
+                     num_boost_round=settings.xgb_rounds, train_stride=settings.train_stride)
 
 
 def ensemble_config(settings: AmhsSettings) -> EnsembleConfig:
     """Ensemble member sizes from the deployment's settings."""
     return EnsembleConfig(seed=settings.seed, hgb_max_iter=settings.hgb_max_iter,
+                          train_stride=settings.train_stride,
                           mlp_epochs=settings.mlp_epochs)
 
 
