@@ -9,13 +9,11 @@ import pandas as pd
 import pytest
 
 from amhs_assets.contract import FLAG_MISSING, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
-from amhs_assets.drift import (
+from amhs_assets.drift import detect_drift, latest_window, training_window
+from amhs_assets.drift_calibration import (
     DRIFT_COLUMNS,
     DriftConfig,
     calibrate_thresholds,
-    detect_drift,
-    latest_window,
-    training_window,
     trimmed_wasserstein,
 )
 from amhs_assets.ingest import regularize

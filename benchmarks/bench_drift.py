@@ -21,7 +21,8 @@ from evidently.legacy.calculations.stattests.registry import get_stattest
 from evidently.legacy.core import ColumnType
 
 from amhs_assets.contract import NUMERIC_COLUMNS, RAW_COLUMNS
-from amhs_assets.drift import DriftConfig, detect_drift
+from amhs_assets.drift import detect_drift
+from amhs_assets.drift_calibration import DriftConfig
 from amhs_assets.ingest import regularize
 from amhs_assets.simulate import line_names, simulate_lines
 

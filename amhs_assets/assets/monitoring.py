@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets.drift import DriftConfig, detect_drift, latest_window, reference_window
+from amhs_assets.drift import detect_drift, latest_window, reference_window
+from amhs_assets.drift_calibration import DriftConfig
 from amhs_assets.features import FEATURE_NAMES, feature_rows_usable
 from amhs_assets.modeling import HorizonModels, ModelDataset
 from amhs_assets.promotion import train_window_from_tags
