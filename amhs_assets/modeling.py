@@ -347,7 +347,7 @@ def dataset_from_raw(raw: pd.DataFrame, horizons: tuple[int, ...] = HORIZONS,
     """The cleaned grid and the modelling dataset of raw rows already known to be valid
     (simulated data in tests and benchmarks): no quarantine, no file bookkeeping."""
     from amhs_assets.features import build_features, build_targets, feature_rows_usable
-    from amhs_assets.ingest import regularize
+    from amhs_assets.ingest_clean import regularize
 
     typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)]
     cleaned = regularize(typed, MAX_FILL_GAP_MIN)

@@ -27,7 +27,7 @@ from amhs_assets.contract import (
     STATES,
 )
 from amhs_assets.features import FEATURE_VERSION, online_features
-from amhs_assets.ingest import schema_failures, type_columns
+from amhs_assets.ingest_clean import schema_failures, type_columns
 from amhs_assets.model_io import Model, load_model, save_model
 
 INFO_FILE = "predictor.json"

@@ -16,7 +16,7 @@ from amhs_assets.drift_calibration import (
     calibrate_thresholds,
     trimmed_wasserstein,
 )
-from amhs_assets.ingest import regularize
+from amhs_assets.ingest_clean import regularize
 from amhs_assets.simulate import simulate_lines
 from amhs_assets.splits import SplitConfig, split_boundaries
 

@@ -23,7 +23,7 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
 )
-from amhs_assets.ingest import regularize, type_columns
+from amhs_assets.ingest_clean import regularize, type_columns
 from amhs_assets.promotion import (
     KEPT_CHAMPION,
     NOTHING,

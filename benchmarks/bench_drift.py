@@ -23,7 +23,7 @@ from evidently.legacy.core import ColumnType
 from amhs_assets.contract import NUMERIC_COLUMNS, RAW_COLUMNS
 from amhs_assets.drift import detect_drift
 from amhs_assets.drift_calibration import DriftConfig
-from amhs_assets.ingest import regularize
+from amhs_assets.ingest_clean import regularize
 from amhs_assets.simulate import line_names, simulate_lines
 
 START = pd.Timestamp("2026-02-02", tz="UTC")

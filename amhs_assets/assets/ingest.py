@@ -3,13 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.ingest import (
-    clean_raw_logs,
-    manifest_fingerprint,
-    raw_file_manifest,
-    read_raw_files,
-    write_quarantine,
-)
+from amhs_assets.ingest import manifest_fingerprint, raw_file_manifest, read_raw_files
+from amhs_assets.ingest_clean import clean_raw_logs, write_quarantine
 from amhs_assets.reporting import markdown_table, write_json
 from amhs_assets.resources import AmhsSettings
 
