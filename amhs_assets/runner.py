@@ -23,6 +23,10 @@ BEFORE_GATE = dg.AssetSelection.all() - PROMOTION_ASSETS - AFTER_GATE
 RUN_TAGS = reason_tags("manual", "amhs run")
 
 
+# the terminal shows progress and warnings; every DEBUG event stays in the run's log in the UI
+CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definitions | None = None,
                  instance: dg.DagsterInstance | None = None) -> bool:
     """Materialize every asset before the gate (every partition) in one run, run promotion_job
@@ -35,7 +39,7 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
         return False
     started = time.perf_counter()
     result = definitions.resolve_job_def("promotion_job").execute_in_process(
-        instance=instance, raise_on_error=False, tags=RUN_TAGS)
+        instance=instance, raise_on_error=False, tags=RUN_TAGS, run_config=CONSOLE_INFO)
     if not _report(echo, result, "promotion_job", started):
         return False
     gate = result.output_for_node("champion_model")
@@ -56,7 +60,7 @@ def _materialize(definitions: dg.Definitions, instance: dg.DagsterInstance,
     return dg.materialize([*(definitions.assets or []), *(definitions.asset_checks or [])],
                           instance=instance, resources=definitions.resources,
                           selection=selection, raise_on_error=False,
-                          tags=RUN_TAGS | partitions)
+                          tags=RUN_TAGS | partitions, run_config=CONSOLE_INFO)
 
 
 def _default_definitions() -> dg.Definitions:
