@@ -23,6 +23,7 @@ from amhs_assets.modeling import (
     HorizonModels,
     ModelDataset,
     baseline,
+    fallback_level,
     class_weights,
     ordered,
     training_rows,
@@ -229,7 +230,7 @@ def choose_weights(parts: dict[str, dict], y: dict[str, np.ndarray]) -> dict[str
 def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
                        cfg: EnsembleConfig) -> EnsembleModel:
     """Fit the HistGB and MLP members, then choose blend weights on validation rows."""
-    fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[ds.mask(TRAIN)]))
+    fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
     columns = top_features(xgb_models, cfg.top_features)
     X = ds.X[:, columns]

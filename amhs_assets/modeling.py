@@ -158,13 +158,15 @@ class Matrices:
 
     train: xgb.QuantileDMatrix
     val: xgb.QuantileDMatrix
+    rows: tuple[np.ndarray, np.ndarray] | None = None  # dataset rows of train and val, if any
 
     @classmethod
-    def build(cls, X_train: np.ndarray, X_val: np.ndarray, config: XgbConfig) -> "Matrices":
+    def build(cls, X_train: np.ndarray, X_val: np.ndarray, config: XgbConfig,
+              rows: tuple[np.ndarray, np.ndarray] | None = None) -> "Matrices":
         threads = config.params()["nthread"]
         train = xgb.QuantileDMatrix(X_train, max_bin=config.max_bin, nthread=threads)
         val = xgb.QuantileDMatrix(X_val, ref=train, max_bin=config.max_bin, nthread=threads)
-        return cls(train, val)
+        return cls(train, val, rows)
 
 
 def _label(matrix: xgb.DMatrix, y: np.ndarray, weight: np.ndarray | None) -> None:
@@ -254,20 +256,28 @@ def _predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(X, iteration_range=rng)
 
 
+def fallback_level(ds: ModelDataset, h: int | None = None) -> float:
+    """The level used where persistence is unknown: the training rows' median avg at horizon h
+    (the first horizon by default)."""
+    h = ds.horizons[0] if h is None else h
+    return float(np.nanmedian(ds.target("avg", h)[ds.mask(TRAIN)]))
+
+
 def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
     """The quantised training (strided) and validation rows every horizon's models share."""
     tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
-    return Matrices.build(ds.X[tr], ds.X[va], config)
+    return Matrices.build(ds.X[tr], ds.X[va], config, rows=(tr, va))
 
 
 def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
                        matrices: Matrices | None = None) -> HorizonModels:
     """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val.
 
-    `matrices` (shared_matrices of ds) may be shared across horizons."""
-    tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
+    `matrices` (shared_matrices of ds) may be shared across horizons; labels are taken from
+    the dataset rows they were built from."""
     matrices = matrices or shared_matrices(ds, config)
-    fallback = float(np.nanmedian(ds.target("avg", h)[ds.mask(TRAIN)]))
+    tr, va = matrices.rows
+    fallback = fallback_level(ds, h)
     base = baseline(ds.persistence, fallback)
     regressors, best = {}, {}
     for name in REGRESSION_TARGETS:
@@ -319,7 +329,7 @@ class PersistenceModel:
 
     @classmethod
     def from_dataset(cls, ds: ModelDataset) -> "PersistenceModel":
-        fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[ds.mask(TRAIN)]))
+        fallback = fallback_level(ds)
         return cls(ds.persistence_index, ds.alarms_index, fallback, ds.thresholds, ds.horizons)
 
     def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:

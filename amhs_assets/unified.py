@@ -15,13 +15,13 @@ from amhs_assets.contract import REGRESSION_TARGETS
 from amhs_assets.modeling import (
     N_CLASSES,
     REGRESSION_OBJECTIVE,
-    TRAIN,
     VAL,
     Matrices,
     ModelDataset,
     XgbConfig,
     _predict,
     baseline,
+    fallback_level,
     fit_booster,
     ordered,
     state_labels,
@@ -88,7 +88,7 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
     stack = lambda parts: np.vstack([with_horizon(ds.X[r], h)  # noqa: E731
                                      for h, r in zip(ds.horizons, parts)])
     matrices = Matrices.build(stack(tr), stack(va), config)
-    fallback = float(np.nanmedian(ds.target("avg", ds.horizons[0])[ds.mask(TRAIN)]))
+    fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
     regressors = {
         name: fit_booster(config, REGRESSION_OBJECTIVE, matrices,
