@@ -9,7 +9,7 @@ from typing import Iterator
 
 import click
 
-from amhs_assets import simulate as sim
+from amhs_assets.simulate import lines as sim
 
 
 def data_dir() -> Path:
@@ -97,7 +97,7 @@ def _registry_client() -> Iterator[tuple]:
     """The deployment's MLflow resource and a client; registry errors become clean messages."""
     from mlflow.exceptions import MlflowException
 
-    from amhs_assets import registry as reg
+    from amhs_assets.registry import store as reg
     from amhs_assets.definitions import tracking_from_env
 
     tracking = tracking_from_env()
@@ -115,7 +115,7 @@ def registry_list(show_tags: bool) -> None:
     import pandas as pd
 
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry import version_table
+    from amhs_assets.registry.store import version_table
 
     with _registry_client() as (tracking, client):
         table = version_table(client, NAME)
@@ -137,7 +137,7 @@ def registry_list(show_tags: bool) -> None:
 def registry_promote(version: str, reason: str) -> None:
     """Make VERSION the champion by hand (refused if the champion moves meanwhile)."""
     from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry import current_user, promote, version_ref
+    from amhs_assets.registry.store import current_user, promote, version_ref
 
     with _registry_client() as (tracking, client):
         before = version_ref(client, NAME, CHAMPION_ALIAS)
@@ -151,7 +151,7 @@ def registry_promote(version: str, reason: str) -> None:
 def registry_rollback(reason: str) -> None:
     """Return the champion to the previous champion (its previous_champion tag)."""
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry import current_user, rollback
+    from amhs_assets.registry.store import current_user, rollback
 
     with _registry_client() as (tracking, client):
         old, new = rollback(client, NAME, reason, current_user(), Path(tracking.lock_path))

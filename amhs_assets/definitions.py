@@ -12,11 +12,17 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from amhs_assets import automation
-from amhs_assets.assets import evaluation, features, ingest, monitoring, registry, training
-from amhs_assets.assets import dashboard, performance
-from amhs_assets.io_manager import AmhsIOManager
-from amhs_assets.resources import AmhsSettings, MlflowTracking
+from amhs_assets.defs import automation
+from amhs_assets.defs.assets import evaluation
+from amhs_assets.defs.assets import features
+from amhs_assets.defs.assets import ingest
+from amhs_assets.defs.assets import drift as monitoring
+from amhs_assets.defs.assets import registry
+from amhs_assets.defs.assets import training
+from amhs_assets.defs.assets import dashboard
+from amhs_assets.defs.assets import performance
+from amhs_assets.defs.io_manager import AmhsIOManager
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 
 ASSET_MODULES = [ingest, features, training, evaluation, registry, monitoring, performance, dashboard]
 

@@ -10,14 +10,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from amhs_assets import automation
+from amhs_assets.defs import automation
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
 from amhs_assets.definitions import build_definitions, settings_from_env, settings_overrides
-from amhs_assets.drift import reference_window
-from amhs_assets.promotion import train_window_from_tags, train_window_tags, trigger_tags
-from amhs_assets.resources import AmhsSettings, MlflowTracking
+from amhs_assets.monitoring.drift import reference_window
+from amhs_assets.registry.gate import train_window_from_tags, train_window_tags, trigger_tags
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
-from amhs_assets.triggers import Launch, Report, SourceState, advance, combine
+from amhs_assets.monitoring.triggers import Launch, Report, SourceState, advance, combine
 
 RANGE = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25"}
 

@@ -20,7 +20,7 @@ from amhs_assets.contract import (
     TRANSFER_TIME_COLUMNS,
     WARNING_THRESHOLD_S,
 )
-from amhs_assets.features import (
+from amhs_assets.features.compute import (
     FEATURE_NAMES,
     FEATURE_VERSION,
     build_features,
@@ -29,7 +29,7 @@ from amhs_assets.features import (
     feature_rows_usable,
     online_features,
 )
-from amhs_assets.simulate import simulate_lines
+from amhs_assets.simulate.lines import simulate_lines
 
 START = pd.Timestamp("2026-01-05", tz="UTC")
 

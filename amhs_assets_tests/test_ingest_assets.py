@@ -7,8 +7,8 @@ import json
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.assets.ingest import cleaned_amhs_logs, raw_amhs_logs
-from amhs_assets.resources import AmhsSettings
+from amhs_assets.defs.assets.ingest import cleaned_amhs_logs, raw_amhs_logs
+from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets_tests.conftest import valid_rows
 
 

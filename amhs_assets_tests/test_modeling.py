@@ -8,15 +8,15 @@ import pytest
 from sklearn import metrics as skm
 
 from amhs_assets.contract import HORIZONS, TARGET_COLUMN
-from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
-from amhs_assets.evaluation import (
+from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.evaluation.evaluate import (
     evaluation_document,
     evaluation_records,
     predictions_frame,
     summary_table,
 )
-from amhs_assets.metrics import classification_metrics, regression_metrics
-from amhs_assets.modeling import (
+from amhs_assets.evaluation.metrics import classification_metrics, regression_metrics
+from amhs_assets.models.xgb import (
     PersistenceModel,
     XgbConfig,
     dataset_from_raw,
@@ -24,10 +24,10 @@ from amhs_assets.modeling import (
     fit_xgb_model,
     training_rows,
 )
-from amhs_assets.schemas import EvaluationDocument
-from amhs_assets.simulate import simulate_lines
-from amhs_assets.splits import SplitConfig, assign_splits
-from amhs_assets.unified import fit_unified_model
+from amhs_assets.documents import EvaluationDocument
+from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets.models.splits import SplitConfig, assign_splits
+from amhs_assets.models.unified import fit_unified_model
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, max_bin=32, seed=3)
@@ -166,7 +166,7 @@ def test_persistence_carries_the_current_value_forward(dataset):
 
 
 def test_a_candidate_too_slow_to_serve_is_not_chosen_however_good(dataset):
-    from amhs_assets.evaluation import best_on_validation
+    from amhs_assets.evaluation.evaluate import best_on_validation
 
     xgb = fit_xgb_model(dataset, FAST)
     pers = PersistenceModel.from_dataset(dataset)

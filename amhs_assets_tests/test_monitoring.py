@@ -16,12 +16,12 @@ import pytest
 
 from amhs_assets.contract import STATES
 from amhs_assets.definitions import build_definitions
-from amhs_assets.performance import HISTORY_KEY
-from amhs_assets.resources import AmhsSettings, MlflowTracking
+from amhs_assets.monitoring.performance import HISTORY_KEY
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.runner import run_pipeline
-from amhs_assets.schemas import PerformanceDocument
+from amhs_assets.documents import PerformanceDocument
 from amhs_assets.serve.prediction_log import PredictionLog
-from amhs_assets.simulate import simulate_lines, write_frame_by_day
+from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 from amhs_assets_tests.test_serve_support import serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

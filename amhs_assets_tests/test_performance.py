@@ -12,16 +12,16 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from amhs_assets.contract import STATES
-from amhs_assets.dashboard import DashboardInputs, render_dashboard
-from amhs_assets.live_predictions import (
+from amhs_assets.dashboard.page import DashboardInputs, render_dashboard
+from amhs_assets.monitoring.live import (
     SCORED_COLUMNS,
     backtest_predictions,
     combine,
     read_prediction_log,
     window_start,
 )
-from amhs_assets.metrics import classification_metrics
-from amhs_assets.performance import (
+from amhs_assets.evaluation.metrics import classification_metrics
+from amhs_assets.monitoring.performance import (
     HISTORY_KEY,
     append_history,
     degradation,
@@ -34,8 +34,8 @@ from amhs_assets.performance import (
     period_metrics,
     with_levels,
 )
-from amhs_assets.registry import evaluation_metrics
-from amhs_assets.schemas import PerformanceDocument
+from amhs_assets.registry.store import evaluation_metrics
+from amhs_assets.documents import PerformanceDocument
 from amhs_assets.serve.prediction_log import PredictionLog
 
 N, W, C, UNKNOWN = 0, 1, 2, -1
@@ -230,8 +230,8 @@ def test_a_backtest_predicts_every_usable_minute_from_the_window_start():
             return {"min": np.full(len(X), 1.0), "max": np.full(len(X), 3.0),
                     "avg": np.full(len(X), 2.0), "proba": proba}
 
-    from amhs_assets.modeling import dataset_from_raw
-    from amhs_assets.simulate import simulate_lines
+    from amhs_assets.models.xgb import dataset_from_raw
+    from amhs_assets.simulate.lines import simulate_lines
 
     raw = pd.concat(simulate_lines(["A"], pd.Timestamp("2026-03-01", tz="UTC"), 0.5, 3).values())
     cleaned, _ = dataset_from_raw(raw, (10,), None)
@@ -243,8 +243,8 @@ def test_a_backtest_predicts_every_usable_minute_from_the_window_start():
 
 
 def test_without_a_champion_the_evaluation_candidate_is_watched_and_said_so(tmp_path):
-    from amhs_assets.assets.performance import evaluated_levels, watched_model
-    from amhs_assets.resources import MlflowTracking
+    from amhs_assets.defs.assets.performance import evaluated_levels, watched_model
+    from amhs_assets.defs.resources import MlflowTracking
 
     tracking = MlflowTracking.for_data_dir(tmp_path)  # an empty registry
     records = [{"model": "unified", "horizon": 10, "target": "avg", "mae": 9.5}]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from amhs_assets import registry as reg
+from amhs_assets.registry import store as reg
 from amhs_assets.cli import main
 from amhs_assets.contract import (
     CHALLENGER_ALIAS,
@@ -23,8 +23,8 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
 )
-from amhs_assets.ingest_clean import regularize, type_columns
-from amhs_assets.promotion import (
+from amhs_assets.ingest.clean import regularize, type_columns
+from amhs_assets.registry.gate import (
     KEPT_CHAMPION,
     NOTHING,
     PROMOTED,
@@ -38,7 +38,7 @@ from amhs_assets.promotion import (
     metric_tags,
     version_tags,
 )
-from amhs_assets.resources import MlflowTracking
+from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets_tests.conftest import valid_rows
 
 FV = "1.0.0"

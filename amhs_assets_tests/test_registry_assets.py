@@ -25,8 +25,10 @@ import requests
 from mlflow import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from amhs_assets import automation, registry as reg
-from amhs_assets.assets.registry import candidate_tags
+from amhs_assets.defs import automation
+
+from amhs_assets.registry import store as reg
+from amhs_assets.defs.assets.registry import candidate_tags
 from amhs_assets.contract import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
@@ -36,21 +38,21 @@ from amhs_assets.contract import (
     TARGET_COLUMN,
 )
 from amhs_assets.definitions import ASSET_MODULES
-from amhs_assets.ensemble import EnsembleConfig, fit_ensemble_model
-from amhs_assets.evaluation import evaluation_document, evaluation_records, predictions_frame
-from amhs_assets.features import FEATURE_VERSION
-from amhs_assets.modeling import (
+from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.evaluation.evaluate import evaluation_document, evaluation_records, predictions_frame
+from amhs_assets.features.compute import FEATURE_VERSION
+from amhs_assets.models.xgb import (
     PersistenceModel,
     XgbConfig,
     XgbModel,
     dataset_from_raw,
     fit_horizon_models,
 )
-from amhs_assets.promotion import GateConfig, data_fingerprint
-from amhs_assets.pyfunc import AmhsPredictor
-from amhs_assets.resources import AmhsSettings, MlflowTracking
-from amhs_assets.simulate import simulate_lines
-from amhs_assets.unified import fit_unified_model
+from amhs_assets.registry.gate import GateConfig, data_fingerprint
+from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets.models.unified import fit_unified_model
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 

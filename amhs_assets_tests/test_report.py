@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
-from amhs_assets.evaluation import evaluation_records
-from amhs_assets.report import (SECTION_TITLES, improvement_pct, last_full_day, passes_bar,
+from amhs_assets.evaluation.evaluate import evaluation_records
+from amhs_assets.evaluation.report import (SECTION_TITLES, improvement_pct, last_full_day, passes_bar,
                                 render_evaluation_html)
 
 MODELS = ("persistence", "xgb", "unified", "ensemble", "champion")

@@ -23,12 +23,12 @@ import pytest
 import requests
 import yaml
 
-from amhs_assets import automation
+from amhs_assets.defs import automation
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME, TRIGGER_TAG
 from amhs_assets.definitions import build_definitions
-from amhs_assets.modeling import HorizonModels
-from amhs_assets.resources import AmhsSettings, MlflowTracking
-from amhs_assets.simulate import simulate_lines, write_frame_by_day
+from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 
 SMALL = {"xgb_rounds": 10, "hgb_max_iter": 5, "mlp_epochs": 1}
 HORIZON_KEYS = {"10", "15", "25"}
@@ -196,7 +196,7 @@ def test_parallel_steps_open_a_new_mlflow_store_one_at_a_time(tmp_path):
     # steps of one run (horizon_models, unified_model, drift_report) start in parallel processes:
     # a new SQLite store must be created and migrated once, not raced on
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    code = ("import sys; from amhs_assets.registry import connect; "
+    code = ("import sys; from amhs_assets.registry.store import connect; "
             "print(len(connect(sys.argv[1]).search_experiments()))")
     workers = [subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]

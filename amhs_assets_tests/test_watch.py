@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from amhs_assets.watch import WatchState, decide
+from amhs_assets.ingest.watch import WatchState, decide
 
 
 def tick(raw_dir, state, baseline=""):

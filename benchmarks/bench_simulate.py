@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from amhs_assets.simulate import (
+from amhs_assets.simulate.lines import (
     DEFAULT_SEED,
     DEFAULT_START,
     line_names,

@@ -15,7 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 from fastapi.openapi.utils import get_openapi
 
 from amhs_assets.serve.config import ServeSettings
-from amhs_assets.serve.metrics import MetricsMiddleware, ServeMetrics
+from amhs_assets.serve.prometheus import MetricsMiddleware, ServeMetrics
 from amhs_assets.serve.model_store import ModelStore
 from amhs_assets.serve.prediction_log import PredictionLog
 from amhs_assets.serve.routes import json_response, router

@@ -15,8 +15,8 @@ DEFAULT_RELOAD_INTERVAL_S = 60.0
 
 def default_tracking_uri(data_dir: Path) -> str:
     """The MLflow store when MLFLOW_TRACKING_URI is unset: the registry's embedded SQLite store
-    under $AMHS_DATA_DIR/mlflow/ (one definition, in amhs_assets.registry)."""
-    from amhs_assets.registry import embedded_store
+    under $AMHS_DATA_DIR/mlflow/ (one definition, in amhs_assets.registry.store)."""
+    from amhs_assets.registry.store import embedded_store
 
     uri, _ = embedded_store(Path(data_dir))
     Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ import numpy as np
 import xgboost as xgb
 
 from amhs_assets.contract import NUMERIC_COLUMNS, TRANSFER_TIME_COLUMNS
-from amhs_assets.pyfunc import AmhsPredictor, LineRows
+from amhs_assets.registry.predictor import AmhsPredictor, LineRows
 from amhs_assets.serve.config import ServeSettings
-from amhs_assets.serve.metrics import ServeMetrics
+from amhs_assets.serve.prometheus import ServeMetrics
 
 log = logging.getLogger(__name__)
 

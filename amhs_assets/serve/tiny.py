@@ -23,7 +23,7 @@ THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_C
 def simulated_rows(line_ids: tuple[str, ...] = ("A", "B"), days: float = 2, seed: int = 21
                    ) -> pd.DataFrame:
     """Raw contract rows of simulated lines (timestamps as UTC datetimes)."""
-    from amhs_assets.simulate import simulate_lines
+    from amhs_assets.simulate.lines import simulate_lines
 
     frames = simulate_lines(list(line_ids), START, days, seed)
     return pd.concat(frames.values(), ignore_index=True)[list(RAW_COLUMNS)]
@@ -31,9 +31,9 @@ def simulated_rows(line_ids: tuple[str, ...] = ("A", "B"), days: float = 2, seed
 
 def train_tiny_predictor(raw: pd.DataFrame):
     """An AmhsPredictor of per-horizon XGBoost models with a handful of shallow trees."""
-    from amhs_assets.features import FEATURE_NAMES
-    from amhs_assets.modeling import XgbConfig, dataset_from_raw, fit_xgb_model
-    from amhs_assets.pyfunc import AmhsPredictor
+    from amhs_assets.features.compute import FEATURE_NAMES
+    from amhs_assets.models.xgb import XgbConfig, dataset_from_raw, fit_xgb_model
+    from amhs_assets.registry.predictor import AmhsPredictor
 
     dataset = dataset_from_raw(raw, HORIZONS, THRESHOLDS)[1]
     config = XgbConfig(num_boost_round=5, early_stopping_rounds=5, max_depth=3, max_bin=16,
@@ -48,7 +48,7 @@ def register_version(predictor, raw: pd.DataFrame, tracking_uri: str, workdir: P
     import mlflow
     from mlflow import MlflowClient
 
-    from amhs_assets.pyfunc import log_predictor
+    from amhs_assets.registry.predictor import log_predictor
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

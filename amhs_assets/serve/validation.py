@@ -23,7 +23,7 @@ from amhs_assets.contract import (
     NUMERIC_COLUMNS,
     TRANSFER_TIME_COLUMNS,
 )
-from amhs_assets.pyfunc import InputError, LineRows, window_of
+from amhs_assets.registry.predictor import InputError, LineRows, window_of
 
 MAX_ERRORS = 20  # problems listed in one answer; error_count says how many there were
 _VALUES = itemgetter(*NUMERIC_COLUMNS)

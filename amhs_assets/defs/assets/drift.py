@@ -1,0 +1,98 @@
+"""Monitoring stage: drift of the inputs, the target and the predictions (Evidently)."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from amhs_assets.monitoring.drift import detect_drift, latest_window, reference_window
+from amhs_assets.monitoring.drift_calibration import DriftConfig
+from amhs_assets.features.compute import FEATURE_NAMES, feature_rows_usable
+from amhs_assets.models.xgb import HorizonModels, ModelDataset
+from amhs_assets.registry.gate import train_window_from_tags
+from amhs_assets.registry.store import TrackingUnreachable, version_ref
+from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+
+GROUP = "monitoring"
+
+
+def prediction_frame(features: pd.DataFrame, rows: np.ndarray,
+                     models: dict[str, HorizonModels]) -> pd.DataFrame:
+    """Per line and minute: the predicted avg and CRITICAL probability of every horizon."""
+    X = features.loc[rows, list(FEATURE_NAMES)].to_numpy(np.float32)
+    out = features.loc[rows, ["line_id", "timestamp"]].reset_index(drop=True)
+    for key, model in sorted(models.items(), key=lambda kv: int(kv[0])):
+        pred = model.predict(X)
+        out[f"avg_{key}"] = pred["avg"]
+        out[f"p_critical_{key}"] = pred["proba"][:, 2]
+    return out
+
+
+def champion_training_window(context: dg.AssetExecutionContext, mlflow: MlflowTracking
+                             ) -> tuple[pd.DataFrame | None, str | None]:
+    """The registry champion's training window (from its tags) and version; (None, None) when
+    there is no champion or the tracking server does not answer."""
+    try:
+        champion = version_ref(mlflow.client(), REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+    except TrackingUnreachable as exc:
+        context.log.warning(f"champion unknown, drift against the current training window: {exc}")
+        return None, None
+    if champion is None:
+        return None, None
+    return train_window_from_tags(champion.tags), champion.version
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"evidently", "html", "json"},
+    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+)
+def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                 mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
+                 amhs_features: pd.DataFrame, model_dataset: ModelDataset,
+                 horizon_models: dict[str, HorizonModels]):
+    """Drift of the latest day against the champion's training window, per line: inputs, target, predictions."""
+    config = DriftConfig(current_hours=settings.drift_current_hours)
+    cleaned = cleaned_amhs_logs
+    reference, source = reference_window(cleaned, model_dataset.boundaries,
+                                         *champion_training_window(context, mlflow))
+    context.log.info(f"drift reference: {source}")
+    current = latest_window(cleaned, config.current_hours)
+    usable = feature_rows_usable(cleaned)
+    ref_rows = usable & cleaned.index.isin(reference.index)
+    cur_rows = usable & cleaned.index.isin(current.index)
+    reports = settings.reports_dir
+    try:
+        result = detect_drift(reference, current, config,
+                              prediction_frame(amhs_features, ref_rows, horizon_models),
+                              prediction_frame(amhs_features, cur_rows, horizon_models))
+    except ValueError as exc:  # too little data to compare: say so, do not fail the graph
+        document = {"drift_detected": False, "share_drifted": 0.0, "columns": {},
+                    "status": "not enough data", "reason": str(exc), "reference": source}
+        write_json(reports / "drift.json", document)
+        context.log.warning(f"drift not computed: {exc}")
+        return dg.Output(document, metadata={"status": "not enough data", "reason": str(exc),
+                                             "reference_source": source["source"]})
+    document = result.document
+    document["reference"] |= source
+    json_path = write_json(reports / "drift.json", document)
+    html_path = result.write_html(reports / "drift.html")
+    top = sorted(document["columns"].items(), key=lambda kv: -kv[1]["score"])[:10]
+    table = pd.DataFrame([{"column": k, **{f: v[f] for f in ("score", "threshold", "drifted")}}
+                          for k, v in top])
+    return dg.Output(document, metadata={
+        "drift_detected": bool(document["drift_detected"]),
+        "share_drifted": float(document["share_drifted"]),
+        "drift_share": float(document["drift_share"]),
+        "drifted_columns": ", ".join(k for k, v in top if v["drifted"]),
+        "reference_source": source["source"],
+        "reference_champion": str(source["champion_version"]),
+        "target_drifted": bool(document.get("target", {}).get("drifted", False)),
+        "predictions_share_drifted": float(document["predictions"].get("share_drifted", 0.0)),
+        "reference_rows": int(document["reference"]["rows"]),
+        "current_rows": int(document["current"]["rows"]),
+        "drift_json": dg.MetadataValue.path(str(json_path)),
+        "drift_html": dg.MetadataValue.path(str(html_path)),
+        "most_drifted": dg.MetadataValue.md(markdown_table(table) if len(table) else "none"),
+    })

@@ -1,0 +1,125 @@
+"""Evaluation stage: every model on the test window, against persistence and the V8 bars."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from amhs_assets.contract import REGISTERED_MODEL_NAME
+from amhs_assets.models.ensemble import EnsembleModel
+from amhs_assets.evaluation.evaluate import (
+    V8_BARS,
+    best_on_validation,
+    serving_latency_ms,
+    evaluation_document,
+    evaluation_records,
+    feature_importances,
+    predictions_frame,
+    summary_table,
+)
+from amhs_assets.features.compute import FEATURE_VERSION
+from amhs_assets.models.xgb import HorizonModels, ModelDataset, PersistenceModel, XgbModel
+from amhs_assets.registry.gate import champion_entry, persistence_verdicts
+from amhs_assets.registry.store import champion_for_evaluation, evaluation_metrics
+from amhs_assets.evaluation.report import render_evaluation_html
+from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.models.unified import UnifiedModel
+
+GROUP = "evaluation"
+CANDIDATES = ("xgb", "unified", "ensemble")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"json", "html", "mlflow"},
+    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    check_specs=[dg.AssetCheckSpec(f"{m}_beats_persistence", asset="evaluation_report",
+                                   description=f"{m} has a lower avg MAE than persistence at "
+                                               "every horizon on the test window")
+                 for m in CANDIDATES],
+)
+def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                      mlflow: MlflowTracking, model_dataset: ModelDataset,
+                      horizon_models: dict[str, HorizonModels], unified_model: UnifiedModel,
+                      ensemble_model: EnsembleModel):
+    """Every model x horizon x target on the test window: evaluation.json and an HTML report with plots."""
+    ds = model_dataset
+    xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
+    candidates = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}
+    latency = {name: serving_latency_ms(m, ds) for name, m in candidates.items()}
+    best, val_scores = best_on_validation(candidates, ds, latency,
+                                          settings.serve_latency_budget_ms)
+    context.log.info(f"serving latency per request (ms): {latency}; candidate: {best}")
+    ref, registered = champion_for_evaluation(mlflow.client(), REGISTERED_MODEL_NAME,
+                                              FEATURE_VERSION)
+    models = {"persistence": PersistenceModel.from_dataset(ds), **candidates}
+    if registered is not None:
+        models["champion"] = registered.model
+    predictions = predictions_frame(models, ds)
+    if registered is None:  # today's behaviour: the best candidate on validation
+        champ_rows = predictions[predictions["model"] == best].assign(model="champion")
+        predictions = pd.concat([predictions, champ_rows], ignore_index=True)
+    records = evaluation_records(predictions)
+    champion = champion_entry(best, ref, registered is not None, FEATURE_VERSION)
+    document = evaluation_document(ds, records, {"name": REGISTERED_MODEL_NAME, **champion})
+    document["candidate"] = {"source": best, "validation_avg_mae": val_scores,
+                             "serving_latency_ms": latency,
+                             "latency_budget_ms": settings.serve_latency_budget_ms}
+    json_path, html_path = write_reports(settings, document, predictions, xgb)
+    summary = summary_table(records)
+    context.log.info("\n" + summary.round(3).to_string(index=False))
+    mlflow_run = log_evaluation(mlflow, context, document, (json_path, html_path))
+    yield dg.Output(document, metadata={
+        "evaluation_json": dg.MetadataValue.path(str(json_path)),
+        "evaluation_html": dg.MetadataValue.path(str(html_path)),
+        "test_rows": document["test_window"]["rows"],
+        "candidate": best,
+        "champion_source": str(champion["source"]),
+        "champion_version": str(champion["version"]),
+        "champion_selected_by": champion["selected_by"],
+        "mlflow_run_id": mlflow_run,
+        "summary": dg.MetadataValue.md(markdown_table(summary.round(4))),
+        **{f"avg_mae_{r.model}_{r.horizon}": float(r.mae) for r in summary.itertuples()},
+        **{f"accuracy_{r.model}_{r.horizon}": float(r.accuracy) for r in summary.itertuples()},
+    })
+    for check in persistence_checks(summary):
+        yield check
+
+
+def log_evaluation(mlflow: MlflowTracking, context: dg.AssetExecutionContext, document: dict,
+                   paths: tuple[Path, ...]) -> str:
+    """Metrics per model x horizon x target and the reports (under reports/) in this Dagster
+    run's MLflow run; returns the MLflow run id."""
+    candidate = document["candidate"]
+    with mlflow.run(context) as run:
+        run.log_params({"evaluation.candidate": candidate["source"],
+                        "evaluation.test_rows": document["test_window"]["rows"],
+                        "evaluation.champion_version": str(document["champion"]["version"])})
+        run.log_metrics(evaluation_metrics(document["results"]))
+        run.log_metrics({f"val.{k}.avg_mae_mean": v
+                         for k, v in candidate["validation_avg_mae"].items()})
+        for path in paths:
+            run.log_artifact(str(path), artifact_path="reports")
+        return run.active_run().info.run_id
+
+
+def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFrame,
+                  xgb: XgbModel) -> tuple[Path, Path]:
+    """evaluation.json and evaluation.html in the reports folder."""
+    reports = settings.reports_dir
+    json_path = write_json(reports / "evaluation.json", document)
+    html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
+                                  timezone=settings.fab_timezone)
+    html_path = reports / "evaluation.html"
+    html_path.write_text(html, encoding="utf-8")
+    return json_path, html_path
+
+
+def persistence_checks(summary: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """One check per candidate: lower avg MAE than persistence at every horizon."""
+    return [dg.AssetCheckResult(
+        check_name=f"{model}_beats_persistence", passed=verdict["passed"],
+        metadata={**{f"mae_{h}": v for h, v in verdict["mae"].items()},
+                  **{f"persistence_mae_{h}": v for h, v in verdict["persistence_mae"].items()}})
+        for model, verdict in persistence_verdicts(summary, CANDIDATES).items()]

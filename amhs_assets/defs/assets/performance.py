@@ -1,0 +1,163 @@
+"""Monitoring stage: live performance of the served model against its evaluated level."""
+
+import math
+import time
+
+import dagster as dg
+import pandas as pd
+
+from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from amhs_assets.models.ensemble import EnsembleModel
+from amhs_assets.features.compute import FEATURE_NAMES, FEATURE_VERSION
+from amhs_assets.monitoring.live import (
+    Forecaster,
+    actual_outcomes,
+    backtest_predictions,
+    combine,
+    known,
+    read_prediction_log,
+    score,
+    window_start,
+)
+from amhs_assets.models.xgb import HorizonModels, XgbModel
+from amhs_assets.monitoring.performance import (
+    PerformanceResult,
+    append_history,
+    degradation,
+    levels_frame,
+    levels_from_records,
+    performance_document,
+    period_metrics,
+    with_levels,
+)
+from amhs_assets.registry.gate import TAG_FEATURES, TAG_KIND
+from amhs_assets.registry.store import champion_for_evaluation
+from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.documents import PerformanceDocument
+from amhs_assets.models.unified import UnifiedModel
+from amhs_assets.monitoring.versions import version_levels
+
+GROUP = "monitoring"
+CHECK = "performance_within_evaluated_level"
+
+
+def watched_model(mlflow: MlflowTracking, evaluation: dict, candidates: dict[str, Forecaster]
+                  ) -> tuple[Forecaster, tuple[str, ...], dict]:
+    """The registry's champion (loaded from MLflow), else the evaluation's candidate, with a
+    description of which and why."""
+    ref, predictor = champion_for_evaluation(mlflow.client(), REGISTERED_MODEL_NAME, FEATURE_VERSION)
+    if predictor is not None:
+        return predictor.model, predictor.model_feature_names, {
+            "name": REGISTERED_MODEL_NAME, "version": ref.version, "version_label": ref.version,
+            "alias": CHAMPION_ALIAS, "kind": ref.tags.get(TAG_KIND),
+            "selected_by": f"registry alias '{CHAMPION_ALIAS}'"}
+    kind = evaluation["candidate"]["source"]
+    why = ("no champion in the registry yet" if ref is None else
+           f"champion v{ref.version} has feature version {ref.tags.get(TAG_FEATURES)}, not "
+           f"{FEATURE_VERSION}: it cannot run on today's features")
+    return candidates[kind], FEATURE_NAMES, {
+        "name": REGISTERED_MODEL_NAME, "version": None, "version_label": f"candidate-{kind}",
+        "alias": None, "kind": kind, "selected_by": f"evaluation candidate ({why})"}
+
+
+def evaluated_levels(mlflow: MlflowTracking, versions: list[str], model: dict, evaluation: dict
+                     ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Each version's evaluated metrics per horizon (MLflow for registered versions, the
+    evaluation document for the candidate), and where each came from."""
+    levels, sources = {}, {}
+    for version in versions:  # the versions in the window: a handful
+        if version == model["version_label"] and model["version"] is None:
+            levels[version] = levels_from_records(evaluation["results"], model["kind"])
+            sources[version] = f"evaluation.json ({model['kind']})"
+        elif version.isdigit():
+            levels[version], sources[version] = version_levels(
+                mlflow.client(), REGISTERED_MODEL_NAME, version)
+    return levels_frame(levels), sources
+
+
+def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
+    """Numeric key figures of a run for the asset's plots (NaN left out)."""
+    figures: dict[str, float | int] = {
+        "rows_scored": int(known(scored).sum()), "rows_pending": int((~known(scored)).sum()),
+        "log_predictions": int(document["sources"]["prediction_log"].get("predictions", 0)),
+        "backtest_predictions": int(document["sources"]["backtest"]["rows"]),
+        "window_rows": int(document["window"]["rows"])}
+    for h, live in document["live"].items():
+        figures |= {f"live_mae_avg_h{h}": live["live_mae_avg"],
+                    f"evaluated_mae_avg_h{h}": live["evaluated_mae_avg"],
+                    f"mae_ratio_h{h}": live["ratio"], f"rows_h{h}": live["rows"]}
+    for h, level in document.get("window_metrics", {}).items():
+        figures |= {f"critical_recall_h{h}": level.get("critical_recall"),
+                    f"accuracy_h{h}": level.get("accuracy")}
+    return {k: v for k, v in figures.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"json", "parquet", "mlflow"},
+    deps=[dg.AssetKey("champion_model")],
+    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    check_specs=[dg.AssetCheckSpec(
+        CHECK, asset="performance_monitor",
+        description="live avg MAE over the last performance_window_hours is at most "
+                    "(1 + performance_margin) x the evaluated avg MAE at every horizon")],
+)
+def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                        mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
+                        evaluation_report: dict, horizon_models: dict[str, HorizonModels],
+                        unified_model: UnifiedModel, ensemble_model: EnsembleModel):
+    """Live error of the served model (API prediction log, else a backtest of the champion on the newest data) against actual outcomes, per line, horizon, version, hour and day, next to its evaluated level."""
+    started = time.perf_counter()
+    cleaned, tz = cleaned_amhs_logs, settings.fab_timezone
+    candidates = {"xgb": XgbModel({int(k): v for k, v in horizon_models.items()}),
+                  "unified": unified_model, "ensemble": ensemble_model}
+    model, feature_names, info = watched_model(mlflow, evaluation_report, candidates)
+    context.log.info(f"watching {info['version_label']}: {info['selected_by']}")
+    since = window_start(cleaned["timestamp"].max(), settings.performance_backtest_hours, tz)
+    logged, log_stats = read_prediction_log(settings.root / "predictions", since)
+    horizons = tuple(h for h in settings.horizons if h in model.horizons)
+    backtest = backtest_predictions(cleaned, model, info["version_label"], since, horizons,
+                                    feature_names)
+    predictions = combine(logged, backtest)
+    all_horizons = tuple(sorted({*settings.horizons, *map(int, predictions["horizon"].unique())}))
+    scored = score(predictions, actual_outcomes(cleaned, since, all_horizons, settings.thresholds))
+    versions = sorted(set(scored["model_version"]))
+    levels, level_sources = evaluated_levels(mlflow, versions, info, evaluation_report)
+    periods = with_levels(period_metrics(scored, tz), levels)
+    verdict = degradation(scored, levels, settings.performance_window_hours,
+                          settings.performance_margin, settings.performance_min_rows)
+    sources = {"prediction_log": {"directory": str(settings.root / "predictions"), **log_stats},
+               "backtest": {"since": since.isoformat(), "hours": settings.performance_backtest_hours,
+                            "rows": int(len(backtest)),
+                            "used": int((predictions["source"] == "backtest").sum())},
+               "evaluated_levels": level_sources}
+    document = performance_document(model=info, verdict=verdict, levels=levels, periods=periods,
+                                    scored=scored, sources=sources, tz=tz)
+    PerformanceDocument.model_validate(document)
+    reports = settings.reports_dir
+    json_path = write_json(reports / "performance.json", document)
+    history = append_history(reports / "performance_history.parquet", periods)
+    elapsed = time.perf_counter() - started
+    context.log.info(f"performance: {verdict.reason} ({elapsed:.1f} s)")
+    live = pd.DataFrame([{"horizon": h, **v} for h, v in document["live"].items()])
+    flag = {"degraded": verdict.degraded} if verdict.judged else {}  # absent: could not tell
+    yield dg.Output(PerformanceResult(document, scored, history), metadata={
+        **metadata_figures(document, scored), **flag,
+        "degradation_reason": verdict.reason,
+        "model_version": str(info["version_label"]), "selected_by": info["selected_by"],
+        "history_rows": len(history), "seconds": round(elapsed, 2),
+        "performance_json": dg.MetadataValue.path(str(json_path)),
+        "performance_history": dg.MetadataValue.path(str(reports / "performance_history.parquet")),
+        "live_vs_evaluated": dg.MetadataValue.md(markdown_table(live) if len(live) else "no rows"),
+    })
+    yield dg.AssetCheckResult(
+        check_name=CHECK, passed=not verdict.degraded,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=verdict.reason,
+        metadata={"degraded": verdict.degraded, "degradation_reason": verdict.reason,
+                  "margin": settings.performance_margin,
+                  "window_hours": settings.performance_window_hours,
+                  **{k: v for k, v in metadata_figures(document, scored).items()
+                     if k.startswith(("live_mae", "evaluated_mae", "mae_ratio", "rows_h"))}})

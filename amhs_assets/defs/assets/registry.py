@@ -1,0 +1,122 @@
+"""Registry stage: the winning candidate as a version of amhs-predictor, and the promotion gate."""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from amhs_assets.contract import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    LOOKBACK_MIN,
+    REGISTERED_MODEL_NAME,
+    TRIGGER_REASON_TAG,
+    TRIGGER_TAG,
+)
+from amhs_assets.models.ensemble import EnsembleModel
+from amhs_assets.evaluation.evaluate import summary_table
+from amhs_assets.features.compute import FEATURE_VERSION
+from amhs_assets.models.xgb import HorizonModels, XgbModel
+from amhs_assets.registry.gate import (
+    TAG_CHECKS,
+    TAG_DECISION,
+    TAG_REASON,
+    candidate_metrics,
+    code_version,
+    data_fingerprint,
+    persistence_verdicts,
+    train_window_tags,
+    trigger_tags,
+    version_description,
+    version_tags,
+)
+from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.registry.store import (
+    apply_gate,
+    input_example,
+    publish,
+    version_ref,
+)
+from amhs_assets.reporting import markdown_table
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.models.unified import UnifiedModel
+
+GROUP = "registry"
+
+
+def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str,
+                   run_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of the candidate's new version, from the evaluation document and the tags of
+    the Dagster run (what triggered it)."""
+    records = document["results"]
+    verdict = persistence_verdicts(summary_table(records), (kind,))[kind]
+    version = document["champion"].get("version")
+    baseline = (version, candidate_metrics(records, "champion")) if version else None
+    tags = version_tags(kind=kind, metrics=candidate_metrics(records, kind),
+                        window=document["test_window"], fingerprint=fingerprint,
+                        feature_version=FEATURE_VERSION, code_version=code_version(),
+                        dagster_run_id=run_id, checks={f"{kind}_beats_persistence":
+                                                       verdict["passed"]}, baseline=baseline)
+    return (tags | train_window_tags(document.get("boundaries", []))
+            | trigger_tags(run_tags or {}, TRIGGER_TAG, TRIGGER_REASON_TAG))
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"},
+          ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
+def registered_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking,
+                     evaluation_report: dict, cleaned_amhs_logs: pd.DataFrame,
+                     horizon_models: dict[str, HorizonModels], unified_model: UnifiedModel,
+                     ensemble_model: EnsembleModel) -> dg.Output[dict]:
+    """The best candidate on validation as a new amhs-predictor version (online features and the models of every horizon in one MLflow pyfunc), challenger if it passed the checks."""
+    kind = evaluation_report["candidate"]["source"]
+    xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
+    model = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}[kind]
+    fingerprint = data_fingerprint(cleaned_amhs_logs)
+    tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id,
+                          dict(context.run.tags))
+    predictor = AmhsPredictor(model, {
+        "feature_names": list(next(iter(xgb.horizon_models.values())).feature_names),
+        "kind": kind, "data_fingerprint": fingerprint,
+        "test_window": evaluation_report["test_window"]})
+    passed = tags[TAG_CHECKS] == "true"
+    with mlflow.run(context) as run, tempfile.TemporaryDirectory() as workdir:
+        version = publish(mlflow.client(), REGISTERED_MODEL_NAME, predictor,
+                          input_example(cleaned_amhs_logs), Path(workdir), tags,
+                          version_description(tags, LOOKBACK_MIN, predictor.horizons),
+                          aliases=(CHALLENGER_ALIAS,) if passed else ())
+        run_id = run.active_run().info.run_id
+    value = {"name": REGISTERED_MODEL_NAME, "version": str(version.version), "run_id": run_id,
+             "aliases": list(version.aliases), "tags": dict(version.tags)}
+    metrics = pd.DataFrame([{"tag": k, "value": v} for k, v in sorted(version.tags.items())])
+    return dg.Output(value, metadata={
+        "version": value["version"], "candidate": kind, "passed_checks": passed,
+        "aliases": ", ".join(value["aliases"]) or "none (failed the checks)",
+        "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{value['version']}",
+        "mlflow_run_id": run_id, "tracking_uri": mlflow.tracking_uri,
+        "decision": version.tags.get(TAG_DECISION, "awaits promotion_job"),
+        "tags": dg.MetadataValue.md(markdown_table(metrics, max_rows=80)),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"}, deps=[registered_model])
+def champion_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                   mlflow: MlflowTracking) -> dg.Output[dict]:
+    """The version the registry serves: the challenger replaces it only if it beats it on the same test window by the configured margin (the promotion gate)."""
+    client = mlflow.client()
+    decision = apply_gate(client, REGISTERED_MODEL_NAME, settings.gate, FEATURE_VERSION,
+                          Path(mlflow.lock_path), who=f"promotion_job {context.run_id[:8]}")
+    champion = version_ref(client, REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+    value = {"champion": champion.version if champion else None, "decision": decision.outcome,
+             "reason": decision.reason, "challenger": decision.challenger,
+             "previous_champion": decision.champion}
+    context.log.info(f"promotion gate: {decision.outcome}: {decision.reason}")
+    comparison = pd.DataFrame(decision.comparison)
+    return dg.Output(value, metadata={
+        "champion_version": str(value["champion"]), "challenger_version": str(decision.challenger),
+        "decision": decision.outcome, TAG_REASON: decision.reason,
+        "metrics": ", ".join(settings.promotion_metrics),
+        "margin": settings.promotion_margin,
+        "comparison": dg.MetadataValue.md(markdown_table(comparison) if len(comparison)
+                                          else "_no metrics compared_"),
+    })

@@ -1,0 +1,150 @@
+"""Training stage: the modelling dataset, per-horizon XGBoost, the unified model, the ensemble."""
+
+import dataclasses
+import time
+import warnings
+from typing import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from amhs_assets.contract import HORIZONS
+from amhs_assets.models.ensemble import EnsembleConfig, EnsembleModel, fit_ensemble_model
+from amhs_assets.features.compute import feature_rows_usable
+from amhs_assets.models.xgb import (
+    HorizonModels,
+    ModelDataset,
+    XgbConfig,
+    build_dataset,
+    detect_device,
+    fit_horizon_models,
+    shared_matrices,
+    split_summary,
+)
+from amhs_assets.reporting import markdown_table
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.models.splits import SplitConfig
+from amhs_assets.models.unified import UnifiedModel, fit_unified_model
+
+GROUP = "training"
+horizon_partitions = dg.StaticPartitionsDefinition([str(h) for h in HORIZONS])
+
+
+def xgb_config(settings: AmhsSettings) -> XgbConfig:
+    """XGBoost settings from the deployment's settings."""
+    return XgbConfig(device=settings.xgb_device, seed=settings.seed,
+                     num_boost_round=settings.xgb_rounds, train_stride=settings.train_stride)
+
+
+def ensemble_config(settings: AmhsSettings) -> EnsembleConfig:
+    """Ensemble member sizes from the deployment's settings."""
+    return EnsembleConfig(seed=settings.seed, hgb_max_iter=settings.hgb_max_iter,
+                          train_stride=settings.train_stride,
+                          mlp_epochs=settings.mlp_epochs)
+
+
+def log_training(mlflow: MlflowTracking, context: dg.AssetExecutionContext,
+                 settings: AmhsSettings, params: dict, metrics: dict) -> None:
+    """Parameters and figures of a fit in this Dagster run's MLflow run (after the model is
+    stored: an unreachable tracking server fails the step but loses no model)."""
+    split = {"split.val_fraction": settings.val_fraction,
+             "split.test_fraction": settings.test_fraction, "seed": settings.seed}
+    with mlflow.run(context) as run:
+        run.log_params(split | params)
+        run.log_metrics(metrics)
+
+
+def config_params(config, prefix: str) -> dict:
+    """A config dataclass as prefixed MLflow parameters."""
+    return {f"{prefix}.{k}": v for k, v in dataclasses.asdict(config).items()}
+
+
+@dg.asset(group_name=GROUP, kinds={"numpy"})
+def model_dataset(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame,
+                  amhs_features: pd.DataFrame, amhs_targets: pd.DataFrame
+                  ) -> dg.Output[ModelDataset]:
+    """Usable rows split chronologically per line into train, validation and test, with purge gaps."""
+    config = SplitConfig(settings.val_fraction, settings.test_fraction, max(settings.horizons))
+    ds = build_dataset(amhs_features, amhs_targets, feature_rows_usable(cleaned_amhs_logs),
+                       tuple(settings.horizons), config, settings.thresholds)
+    splits = pd.DataFrame(split_summary(ds)).T.rename_axis("split").reset_index()
+    bounds = ds.boundaries.astype(str)
+    return dg.Output(ds, metadata={
+        **{f"rows_{k}": int(v["rows"]) for k, v in split_summary(ds).items()},
+        "purge_gap_min": config.gap_min,
+        "splits": dg.MetadataValue.md(markdown_table(splits)),
+        "boundaries": dg.MetadataValue.md(markdown_table(bounds)),
+    })
+
+
+# backfill_policy is marked beta; dagster's version is pinned
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, partitions_def=horizon_partitions,
+          backfill_policy=dg.BackfillPolicy.single_run())
+def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                   mlflow: MlflowTracking, model_dataset: ModelDataset
+                   ) -> Iterator[dg.Output[HorizonModels | dict[str, HorizonModels]]]:
+    """The original V8 design per horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
+    # one partition, or (a range in one run: training_job, a single-run backfill) every
+    # partition of the run in this step, returned as {partition key: models}
+    config = xgb_config(settings)
+    keys = list(context.partition_keys)
+    models, rows = {}, []
+    matrices = shared_matrices(model_dataset, config)  # quantised once for every horizon
+    for key in keys:
+        started = time.perf_counter()
+        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices)
+        trees = {f"trees_{k}": v + 1 for k, v in models[key].best_iterations.items()}
+        rows.append({"horizon": int(key), "train_seconds": round(time.perf_counter() - started, 2),
+                     **trees})
+    table = pd.DataFrame(rows)
+    one = len(keys) == 1
+    yield dg.Output(models[keys[0]] if one else models, metadata={
+        "horizons": ", ".join(models),
+        "device": detect_device() if settings.xgb_device == "auto" else settings.xgb_device,
+        "train_seconds": float(table["train_seconds"].sum()),
+        **({k: v for k, v in rows[0].items() if k.startswith("trees_")} if one else {}),
+        "per_horizon": dg.MetadataValue.md(markdown_table(table)),
+    })
+    log_training(mlflow, context, settings, config_params(config, "xgb"),
+                 {f"h{r['horizon']}.{k}": v for r in rows for k, v in r.items() if k != "horizon"})
+
+
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"})
+def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                  mlflow: MlflowTracking, model_dataset: ModelDataset
+                  ) -> Iterator[dg.Output[UnifiedModel]]:
+    """One XGBoost model for every horizon: rows stacked per horizon, the horizon an input."""
+    started = time.perf_counter()
+    config = xgb_config(settings)
+    model = fit_unified_model(model_dataset, config)
+    seconds = round(time.perf_counter() - started, 2)
+    yield dg.Output(model, metadata={
+        "horizons_seen": str(list(model.horizons_seen)), "train_seconds": seconds})
+    log_training(mlflow, context, settings, config_params(config, "xgb"),
+                 {"unified.train_seconds": seconds})
+
+
+@dg.asset(group_name=GROUP, kinds={"xgboost", "sklearn", "mlflow"},
+          ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
+def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                   mlflow: MlflowTracking, model_dataset: ModelDataset,
+                   horizon_models: dict[str, HorizonModels]
+                   ) -> Iterator[dg.Output[EnsembleModel]]:
+    """A blend of XGBoost, HistGradientBoosting and an MLP, weights chosen on validation only."""
+    started = time.perf_counter()
+    xgb_models = {int(k): v for k, v in horizon_models.items()}
+    config = ensemble_config(settings)
+    model = fit_ensemble_model(model_dataset, xgb_models, config)
+    seconds = round(time.perf_counter() - started, 2)
+    weights = pd.DataFrame([{"horizon": h, "target": t, **dict(zip(("xgb", "hgb", "mlp"), w))}
+                            for (h, t), w in sorted(model.weights.items())])
+    yield dg.Output(model, metadata={
+        "train_seconds": seconds,
+        "member_features": len(model.columns),
+        "blend_weights": dg.MetadataValue.md(markdown_table(weights)),
+    })
+    log_training(mlflow, context, settings, config_params(config, "ensemble"),
+                 {"ensemble.train_seconds": seconds})

@@ -1,0 +1,135 @@
+"""Evaluation on the test window: every model x horizon x target (SPEC section 4), no Dagster."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from amhs_assets.contract import REGISTERED_MODEL_NAME, REGRESSION_TARGETS, STATES
+from amhs_assets.evaluation.metrics import classification_metrics, regression_metrics
+from amhs_assets.models.xgb import TEST, VAL, ModelDataset, XgbModel, split_summary
+
+MODEL_ORDER = ("persistence", "xgb", "unified", "ensemble", "champion")
+# the fab's V8 bars (SEED.md): MAE below, R2 above, accuracy above
+V8_BARS = {"mae": 10.0, "r2": 0.65, "accuracy": 0.70}
+
+
+class Predictor(Protocol):
+    """Anything that predicts min/max/avg and state probabilities at a horizon from features."""
+
+    horizons: tuple[int, ...]
+
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]: ...
+
+
+def predictions_frame(models: dict[str, Predictor], ds: ModelDataset, split: str = TEST
+                      ) -> pd.DataFrame:
+    """Long frame of every model's predictions and the actuals over one split."""
+    rows = ds.mask(split)
+    X = ds.X[rows]
+    parts = []
+    for name, model in models.items():
+        for h in ds.horizons:
+            pred = model.predict(X, h)
+            frame = pd.DataFrame({
+                "model": name, "horizon": h, "line_id": ds.line_id[rows],
+                "timestamp": ds.timestamp[rows],
+                **{f"actual_{t}": ds.target(t, h)[rows] for t in REGRESSION_TARGETS},
+                "actual_state": ds.target("state", h)[rows].astype(int),
+                **{f"pred_{t}": pred[t] for t in REGRESSION_TARGETS},
+                "pred_state": pred["proba"].argmax(axis=1),
+                **{f"proba_{s}": pred["proba"][:, i] for i, s in enumerate(STATES)},
+            })
+            parts.append(frame)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def evaluation_records(predictions: pd.DataFrame) -> list[dict]:
+    """One record per model, horizon and target, in the SPEC's shape."""
+    records = []
+    for (model, h), group in predictions.groupby(["model", "horizon"], sort=False):
+        for t in REGRESSION_TARGETS:
+            m = regression_metrics(group[f"actual_{t}"].to_numpy(), group[f"pred_{t}"].to_numpy())
+            records.append({"model": model, "horizon": int(h), "target": t, **m})
+        c = classification_metrics(group["actual_state"].to_numpy(), group["pred_state"].to_numpy())
+        records.append({"model": model, "horizon": int(h), "target": "state", **c})
+    order = {m: i for i, m in enumerate(MODEL_ORDER)}
+    return sorted(records, key=lambda r: (order.get(r["model"], 99), r["horizon"],
+                                          (*REGRESSION_TARGETS, "state").index(r["target"])))
+
+
+def validation_score(model: Predictor, ds: ModelDataset) -> float:
+    """Mean avg-MAE over horizons on the validation rows (lower is better)."""
+    rows = ds.mask(VAL)
+    scores = [regression_metrics(ds.target("avg", h)[rows], model.predict(ds.X[rows], h)["avg"])["mae"]
+              for h in ds.horizons]
+    return float(np.mean(scores))
+
+
+def serving_latency_ms(model: Predictor, ds: ModelDataset, rows: int = 2, repeats: int = 7
+                       ) -> float:
+    """Median milliseconds to predict every horizon for `rows` lines: one typical API request."""
+    X = ds.X[ds.mask(VAL)][:rows]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for h in ds.horizons:
+            model.predict(X, h)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def best_on_validation(models: dict[str, Predictor], ds: ModelDataset,
+                       latency_ms: dict[str, float] | None = None,
+                       budget_ms: float | None = None) -> tuple[str, dict]:
+    """The candidate with the lowest validation score among those whose serving latency is
+    within budget (all of them when none is), and every candidate's score."""
+    scores = {name: validation_score(m, ds) for name, m in models.items()}
+    eligible = scores
+    if latency_ms is not None and budget_ms is not None:
+        eligible = {n: v for n, v in scores.items() if latency_ms[n] <= budget_ms} or scores
+    return min(eligible, key=eligible.get), scores
+
+
+def evaluation_document(ds: ModelDataset, records: list[dict], champion: dict) -> dict:
+    """The evaluation.json document."""
+    test = ds.mask(TEST)
+    ts = ds.timestamp[test]
+    return {
+        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "test_window": {"start": ts.min().isoformat() if test.any() else None,
+                        "end": ts.max().isoformat() if test.any() else None,
+                        "rows": int(test.sum())},
+        "champion": {"name": champion.get("name", REGISTERED_MODEL_NAME),
+                     "version": champion.get("version"), **{k: v for k, v in champion.items()
+                                                             if k not in ("name", "version")}},
+        "splits": split_summary(ds),
+        "boundaries": ds.boundaries.astype(str).to_dict(orient="records"),
+        "bars": V8_BARS,
+        "results": records,
+    }
+
+
+def feature_importances(model: XgbModel) -> pd.DataFrame:
+    """Total gain of each feature over each horizon's XGBoost models."""
+    return pd.concat([pd.DataFrame({"feature": m.feature_names, "horizon": h, "gain": m.gain()})
+                      for h, m in model.horizon_models.items()], ignore_index=True)
+
+
+def summary_table(records: list[dict]) -> pd.DataFrame:
+    """avg MAE / R2 and state accuracy / CRITICAL recall per model and horizon, plus the
+    improvement of avg MAE over persistence in percent."""
+    frame = pd.DataFrame(records)
+    avg = frame[frame["target"] == "avg"].set_index(["model", "horizon"])[["mae", "r2"]]
+    state = frame[frame["target"] == "state"].set_index(["model", "horizon"])
+    out = avg.join(state[["accuracy"]])
+    out["critical_recall"] = state["recall"].map(lambda r: r.get("CRITICAL"))
+    pers = out.xs("persistence", level="model")["mae"] if "persistence" in out.index.levels[0] else None
+    if pers is not None:
+        out["vs_persistence_pct"] = [
+            100.0 * (1 - row.mae / pers.get(h, np.nan)) for (m, h), row in out.iterrows()]
+    return out.reset_index()

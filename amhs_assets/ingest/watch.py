@@ -1,0 +1,88 @@
+"""Watching the raw folder for new or changed files: the pure logic behind the data-change sensor.
+
+Each tick compares a cheap scan (path, size, modification time) with the cursor:
+- a file whose size or time differs from the previous tick is still being written: wait;
+- once every changed file has held still for a tick, its content hash confirms the change
+  (a file touched but not changed launches nothing);
+- all confirmed changes of a tick become one run, keyed by the fingerprint of the whole folder,
+  so one state of the data never launches two runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amhs_assets.ingest.files import discover_raw_files, file_sha256, folder_fingerprint
+
+Scan = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
+
+
+@dataclass
+class WatchState:
+    """What the sensor remembers between ticks (serialised as its cursor)."""
+
+    launched: dict[str, list] = field(default_factory=dict)  # path -> [size, mtime_ns, sha256]
+    seen: Scan = field(default_factory=dict)  # the previous tick's scan
+    fingerprint: str = ""  # fingerprint of the folder at the last launch
+
+    def dumps(self) -> str:
+        return json.dumps({"launched": self.launched, "seen": self.seen,
+                           "fingerprint": self.fingerprint})
+
+    @classmethod
+    def loads(cls, text: str | None) -> "WatchState":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(data.get("launched", {}), {k: tuple(v) for k, v in data.get("seen", {}).items()},
+                   data.get("fingerprint", ""))
+
+
+@dataclass
+class TickDecision:
+    """The outcome of one tick: launch (with a run key and the changed paths), wait, or nothing."""
+
+    action: str  # "launch" | "wait" | "none"
+    reason: str
+    run_key: str = ""
+    changed: list[str] = field(default_factory=list)
+    state: WatchState = field(default_factory=WatchState)
+
+
+def scan(raw_dir: Path) -> Scan:
+    """Path, size and modification time of every raw file (no reading)."""
+    out = {}
+    for path in discover_raw_files(raw_dir):
+        stat = path.stat()
+        out[path.relative_to(raw_dir).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def decide(raw_dir: Path, state: WatchState, baseline: str = "") -> TickDecision:
+    """One tick of the watcher. `baseline` is the fingerprint of the data last materialized
+    (used when the cursor is empty, so a restart does not retrain on unchanged data)."""
+    now = scan(raw_dir)
+    changed = sorted(p for p, (size, mtime) in now.items()
+                     if state.launched.get(p, [None, None])[:2] != [size, mtime])
+    removed = sorted(set(state.launched) - set(now))
+    moving = [p for p in changed if state.seen.get(p) != now[p]]
+    following = WatchState(state.launched, now, state.fingerprint)
+    if moving:
+        return TickDecision("wait", f"{len(moving)} file(s) still changing, e.g. {moving[0]}",
+                            state=following)
+    if not changed and not removed:
+        return TickDecision("none", "no new or changed raw files", state=following)
+    hashes = {p: v[2] for p, v in state.launched.items() if p in now}
+    hashes.update({p: file_sha256(raw_dir / p) for p in changed})
+    launched = {p: [*now[p], hashes[p]] for p in now}
+    current = folder_fingerprint(hashes)
+    following = WatchState(launched, now, current)
+    previous = state.fingerprint or baseline
+    if current == previous:
+        return TickDecision("none", "files touched but their content is unchanged", state=following)
+    really = [p for p in changed if state.launched.get(p, [0, 0, ""])[2] != hashes[p]]
+    return TickDecision("launch", f"{len(really)} new or changed and {len(removed)} removed "
+                        "raw file(s)", run_key=f"raw-{current[:16]}", changed=really + removed,
+                        state=following)

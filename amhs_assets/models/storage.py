@@ -1,0 +1,128 @@
+"""Save and load the trained models in their native formats (no pickles where avoidable).
+
+A model folder holds ``manifest.json`` (kind, horizons, scalars) and one file per part:
+XGBoost boosters as UBJSON; the ensemble's scikit-learn members (which have no native format)
+with joblib; arrays as ``.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import xgboost as xgb
+
+from amhs_assets.models.ensemble import EnsembleModel, Scaler
+from amhs_assets.models.xgb import HorizonModels, XgbModel
+from amhs_assets.models.unified import UnifiedModel
+
+MANIFEST = "manifest.json"
+Model = XgbModel | UnifiedModel | EnsembleModel
+KINDS = {XgbModel: "xgb", UnifiedModel: "unified", EnsembleModel: "ensemble"}
+
+
+def _save_boosters(boosters: dict[str, xgb.Booster], directory: Path, prefix: str) -> dict:
+    """Each booster as <prefix>_<name>.ubj; returns name -> (file, best iteration)."""
+    out = {}
+    for name, booster in boosters.items():
+        path = directory / f"{prefix}_{name}.ubj"
+        booster.save_model(path)
+        out[name] = {"file": path.name, "best_iteration": int(booster.best_iteration)}
+    return out
+
+
+def _load_boosters(entries: dict, directory: Path) -> dict[str, xgb.Booster]:
+    """Boosters back from their files, with the early-stopped iteration restored."""
+    out = {}
+    for name, entry in entries.items():
+        booster = xgb.Booster(model_file=str(directory / entry["file"]))
+        booster.set_attr(best_iteration=str(entry["best_iteration"]))
+        out[name] = booster
+    return out
+
+
+def _save_xgb(model: XgbModel, directory: Path) -> dict:
+    """Manifest part of the per-horizon XGBoost models."""
+    parts = {}
+    for h, m in model.horizon_models.items():
+        boosters = {**m.regressors, "state": m.classifier}
+        parts[str(h)] = {"boosters": _save_boosters(boosters, directory, f"xgb_h{h}"),
+                         "fallback": m.fallback, "persistence_index": m.persistence_index}
+    return {"horizons": parts}
+
+
+def _load_xgb(manifest: dict, directory: Path, feature_names: tuple[str, ...]) -> XgbModel:
+    """Per-horizon XGBoost models from a manifest part."""
+    models = {}
+    for h, part in manifest["horizons"].items():
+        boosters = _load_boosters(part["boosters"], directory)
+        classifier = boosters.pop("state")
+        best = {k: int(v["best_iteration"]) for k, v in part["boosters"].items()}
+        models[int(h)] = HorizonModels(int(h), boosters, classifier, part["fallback"],
+                                       part["persistence_index"], feature_names, best)
+    return XgbModel(models)
+
+
+def save_model(model: Model, directory: Path, feature_names: tuple[str, ...]) -> Path:
+    """Write the model to directory (created) and return the manifest's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kind = KINDS[type(model)]
+    manifest: dict = {"kind": kind, "feature_names": list(feature_names),
+                      "horizons": [int(h) for h in model.horizons]}
+    if kind == "xgb":
+        manifest["xgb"] = _save_xgb(model, directory)
+    elif kind == "unified":
+        manifest["unified"] = {
+            "boosters": _save_boosters({**model.regressors, "state": model.classifier},
+                                       directory, "unified"),
+            "fallback": model.fallback, "persistence_index": model.persistence_index,
+            "horizons_seen": list(model.horizons_seen)}
+    else:
+        manifest["ensemble"] = _save_ensemble(model, directory)
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
+
+
+def _save_ensemble(model: EnsembleModel, directory: Path) -> dict:
+    """Manifest part of the ensemble: XGBoost natively, scikit-learn members with joblib."""
+    joblib.dump({"hgb_regressors": model.hgb_regressors, "hgb_classifiers": model.hgb_classifiers,
+                 "mlp_regressor": model.mlp_regressor, "mlp_classifiers": model.mlp_classifiers},
+                directory / "sklearn_members.joblib")
+    np.savez(directory / "ensemble_arrays.npz", columns=model.columns, mean=model.scaler.mean,
+             std=model.scaler.std, target_scale=model.target_scale)
+    return {"xgb": _save_xgb(XgbModel(model.xgb), directory),
+            "weights": {f"{h}|{t}": w.tolist() for (h, t), w in model.weights.items()},
+            "fallback": model.fallback, "persistence_index": model.persistence_index}
+
+
+def load_model(directory: Path) -> Model:
+    """A model saved by save_model."""
+    manifest = json.loads((directory / MANIFEST).read_text())
+    names = tuple(manifest["feature_names"])
+    kind = manifest["kind"]
+    if kind == "xgb":
+        return _load_xgb(manifest["xgb"], directory, names)
+    if kind == "unified":
+        part = manifest["unified"]
+        boosters = _load_boosters(part["boosters"], directory)
+        classifier = boosters.pop("state")
+        return UnifiedModel(boosters, classifier, part["fallback"], part["persistence_index"],
+                            tuple(part["horizons_seen"]), names)
+    part = manifest["ensemble"]
+    members = joblib.load(directory / "sklearn_members.joblib")
+    arrays = np.load(directory / "ensemble_arrays.npz")
+    return EnsembleModel(
+        xgb=_load_xgb(part["xgb"], directory, names).horizon_models,
+        hgb_regressors=members["hgb_regressors"], hgb_classifiers=members["hgb_classifiers"],
+        mlp_regressor=members["mlp_regressor"], mlp_classifiers=members["mlp_classifiers"],
+        columns=arrays["columns"], scaler=Scaler(arrays["mean"], arrays["std"]),
+        target_scale=arrays["target_scale"],
+        weights={(int(k.split("|")[0]), k.split("|")[1]): np.array(w)
+                 for k, w in part["weights"].items()},
+        fallback=part["fallback"], persistence_index=part["persistence_index"],
+        horizons=tuple(manifest["horizons"]),
+    )
+

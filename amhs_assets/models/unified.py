@@ -1,0 +1,104 @@
+"""One model for every horizon: rows stacked per horizon, the horizon itself an input feature.
+
+A new horizon needs no new model: ``predict`` takes any horizon in minutes (trees interpolate
+between the horizons they saw; a horizon outside them is clamped to the nearest one seen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+
+from amhs_assets.contract import REGRESSION_TARGETS
+from amhs_assets.models.xgb import (
+    N_CLASSES,
+    REGRESSION_OBJECTIVE,
+    VAL,
+    Matrices,
+    ModelDataset,
+    XgbConfig,
+    _predict,
+    baseline,
+    fallback_level,
+    fit_booster,
+    ordered,
+    state_labels,
+    state_weights,
+    training_rows,
+)
+
+HORIZON_FEATURE = "horizon_min"
+
+
+def with_horizon(X: np.ndarray, h: float) -> np.ndarray:
+    """Feature rows with the horizon appended as the last column."""
+    return np.hstack([X, np.full((len(X), 1), h, dtype=X.dtype)])
+
+
+def _stacked_rows(ds: ModelDataset, rows: np.ndarray, share: float, seed: int
+                  ) -> list[np.ndarray]:
+    """Per horizon, the rows it contributes to the stack: a random `share` of `rows`
+    (neighbouring minutes are nearly duplicates), so the stack need not cost len(horizons)
+    times one horizon."""
+    keep = np.random.default_rng(seed).random((len(ds.horizons), len(rows))) < share
+    return [rows[k] for k in keep]
+
+
+def _stacked_targets(ds: ModelDataset, parts: list[np.ndarray], name: str, base: np.ndarray
+                     ) -> np.ndarray:
+    """The stacked labels of one target (residuals for regressions, NaN where unknown)."""
+    out = []
+    for h, rows in zip(ds.horizons, parts):
+        y = ds.target(name, h)[rows]
+        out.append(state_labels(y) if name == "state" else y - base[rows])
+    return np.concatenate(out)
+
+
+@dataclass
+class UnifiedModel:
+    """Three regressors and one classifier over (features, horizon)."""
+
+    regressors: dict[str, xgb.Booster]
+    classifier: xgb.Booster
+    fallback: float
+    persistence_index: int
+    horizons_seen: tuple[int, ...]
+    feature_names: tuple[str, ...]
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return self.horizons_seen
+
+    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
+        """min/max/avg and state probabilities at horizon h (minutes)."""
+        h = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
+        Xh = with_horizon(X, h)
+        base = baseline(X[:, self.persistence_index], self.fallback)
+        pred = {t: base + _predict(b, Xh) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": _predict(self.classifier, Xh).reshape(len(X), N_CLASSES)}
+
+
+def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4
+                      ) -> UnifiedModel:
+    """Fit the unified model on every horizon's training rows, early-stopped on validation."""
+    tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)
+    va = _stacked_rows(ds, np.flatnonzero(ds.mask(VAL)), row_share, config.seed + 1)
+    stack = lambda parts: np.vstack([with_horizon(ds.X[r], h)  # noqa: E731
+                                     for h, r in zip(ds.horizons, parts)])
+    matrices = Matrices.build(stack(tr), stack(va), config)
+    fallback = fallback_level(ds)
+    base = baseline(ds.persistence, fallback)
+    regressors = {
+        name: fit_booster(config, REGRESSION_OBJECTIVE, matrices,
+                          _stacked_targets(ds, tr, name, base), _stacked_targets(ds, va, name, base))
+        for name in REGRESSION_TARGETS}
+    y_tr, y_va = (_stacked_targets(ds, parts, "state", base) for parts in (tr, va))
+    classifier = fit_booster(
+        config, "multi:softprob", matrices, y_tr, y_va,
+        weight=state_weights(y_tr, config.class_weight_power),
+        weight_val=state_weights(y_va, config.class_weight_power),
+    )
+    return UnifiedModel(regressors, classifier, fallback, ds.persistence_index, tuple(ds.horizons),
+                        (*ds.feature_names, HORIZON_FEATURE))

@@ -1,0 +1,327 @@
+"""Live performance against the evaluated level, no Dagster: metrics per line, horizon, model
+version and hour/day, the degradation verdict, performance.json and the Parquet history.
+
+Input is a scored frame (``live_predictions.score``): one row per line, minute, horizon and
+model version with its predictions and, once they have arrived, the actual outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.monitoring.live import known
+
+METRICS = ("mae_min", "mae_max", "mae_avg", "accuracy", "macro_f1", "critical_recall")
+EVALUATED = tuple(f"evaluated_{m}" for m in METRICS)
+PERIODS = {"hour": "h", "day": "D"}
+PERIOD_KEY = ("line_id", "horizon", "period", "period_start")  # what a recomputation replaces
+HISTORY_KEY = (*PERIOD_KEY, "model_version", "source")  # unique in the history
+CRITICAL = STATES.index("CRITICAL")
+
+
+# --- metrics of groups of scored rows, vectorised -------------------------------------------
+def _indicators(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per row: absolute errors, hit, and per state whether predicted / actual / both."""
+    pred, actual = scored["pred_state"].to_numpy(), scored["actual_state"].to_numpy()
+    out = {f"abs_{t}": (scored[f"pred_{t}"] - scored[f"actual_{t}"]).abs() for t in REGRESSION_TARGETS}
+    out["hit"] = (pred == actual).astype(float)
+    for i in range(len(STATES)):
+        out[f"pred_{i}"] = (pred == i).astype(float)
+        out[f"act_{i}"] = (actual == i).astype(float)
+        out[f"tp_{i}"] = ((pred == i) & (actual == i)).astype(float)
+    return pd.DataFrame(out, index=scored.index)
+
+
+def group_metrics(scored: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows, MAE of min/max/avg, state accuracy, macro-F1 (over the states present in truth or
+    prediction, as metrics.classification_metrics) and CRITICAL recall per group of known rows."""
+    rows = scored[known(scored)]
+    sums = pd.concat([rows[keys], _indicators(rows)], axis=1).groupby(keys, sort=True).sum()
+    n = rows.groupby(keys, sort=True).size()
+    out = pd.DataFrame({"rows": n})
+    for t in REGRESSION_TARGETS:
+        out[f"mae_{t}"] = sums[f"abs_{t}"] / n
+    out["accuracy"] = sums["hit"] / n
+    f1, present = [], []
+    for i in range(len(STATES)):
+        both = sums[f"pred_{i}"] + sums[f"act_{i}"]
+        f1.append((2 * sums[f"tp_{i}"] / both.where(both > 0)).fillna(0.0))
+        present.append(both > 0)
+    f1_sum = sum(f * p for f, p in zip(f1, present))
+    out["macro_f1"] = f1_sum / sum(p.astype(int) for p in present)
+    out["critical_recall"] = sums[f"tp_{CRITICAL}"] / sums[f"act_{CRITICAL}"].where(
+        sums[f"act_{CRITICAL}"] > 0)
+    return out.reset_index()
+
+
+def period_start(timestamps: pd.Series, period: str, tz: str) -> pd.Series:
+    """The start (UTC) of the hour or the fab-local day each timestamp falls in."""
+    return timestamps.dt.tz_convert(tz).dt.floor(PERIODS[period]).dt.tz_convert("UTC")
+
+
+def period_metrics(scored: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """Metrics per model version, source, line, horizon and hour / fab-local day."""
+    parts = []
+    for period in PERIODS:
+        frame = scored.assign(period=period, period_start=period_start(scored["timestamp"], period, tz))
+        parts.append(group_metrics(frame, ["model_version", "source", "line_id", "horizon",
+                                           "period", "period_start"]))
+    return pd.concat(parts, ignore_index=True)
+
+
+# --- the evaluated level of a version ----------------------------------------------------------
+def levels_from_records(records: list[dict], model: str) -> dict[int, dict[str, float]]:
+    """A model's evaluated metrics per horizon from evaluation records (SPEC section 4)."""
+    out: dict[int, dict[str, float]] = {}
+    for r in records:
+        if r.get("model") != model:
+            continue
+        level = out.setdefault(int(r["horizon"]), {})
+        if r["target"] in REGRESSION_TARGETS:
+            level[f"mae_{r['target']}"] = _float(r.get("mae"))
+        else:
+            level |= {"accuracy": _float(r.get("accuracy")), "macro_f1": _float(r.get("macro_f1")),
+                      "critical_recall": _float((r.get("recall") or {}).get("CRITICAL"))}
+    return out
+
+
+def levels_from_run_metrics(metrics: dict[str, float], model: str) -> dict[int, dict[str, float]]:
+    """Evaluated metrics per horizon from the MLflow metrics test.<model>.h<h>.<target>.<metric>."""
+    out: dict[int, dict[str, float]] = {}
+    names = {"mae": None, "accuracy": "accuracy", "macro_f1": "macro_f1",
+             "recall_CRITICAL": "critical_recall"}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) != 5 or parts[0] != "test" or parts[1] != model or not parts[2][1:].isdigit():
+            continue
+        _, _, h, target, metric = parts
+        if metric not in names or (metric == "mae") != (target in REGRESSION_TARGETS):
+            continue
+        out.setdefault(int(h[1:]), {})[names[metric] or f"mae_{target}"] = _float(value)
+    return out
+
+
+def levels_from_tags(tags: dict[str, str]) -> dict[int, dict[str, float]]:
+    """What version tags record (test_avg_mae_h<h>, test_state_accuracy_h<h>, ...)."""
+    out: dict[int, dict[str, float]] = {}
+    for tag, metric in (("test_avg_mae_h", "mae_avg"), ("test_state_accuracy_h", "accuracy"),
+                        ("test_critical_recall_h", "critical_recall")):
+        for key, value in tags.items():
+            if key.startswith(tag) and key[len(tag):].isdigit():
+                out.setdefault(int(key[len(tag):]), {})[metric] = _float(value)
+    return out
+
+
+def _float(value) -> float:
+    """A float, NaN for None and text that is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def levels_frame(levels: dict[str, dict[int, dict[str, float]]]) -> pd.DataFrame:
+    """model_version, horizon and the evaluated_* columns, from levels per version."""
+    rows = [{"model_version": str(v), "horizon": int(h),
+             **{f"evaluated_{m}": level.get(m, math.nan) for m in METRICS}}
+            for v, per_h in levels.items() for h, level in per_h.items()]
+    return pd.DataFrame(rows, columns=["model_version", "horizon", *EVALUATED])
+
+
+def with_levels(metrics: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Metrics next to their version's evaluated values, and live / evaluated avg MAE."""
+    out = metrics.merge(levels, on=["model_version", "horizon"], how="left")
+    out["mae_avg_ratio"] = out["mae_avg"] / out["evaluated_mae_avg"].where(out["evaluated_mae_avg"] > 0)
+    return out
+
+
+# --- degradation -----------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    """Whether live avg MAE is worse than evaluated by more than the margin, and the figures."""
+
+    degraded: bool
+    reason: str
+    window: dict
+    horizons: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def judged(self) -> bool:
+        """Whether any horizon had enough rows and an evaluated level to be judged."""
+        return any(h["judged"] for h in self.horizons.values())
+
+
+def degradation(scored: pd.DataFrame, levels: pd.DataFrame, window_hours: float, margin: float,
+                min_rows: int) -> Verdict:
+    """Live avg MAE per horizon over the last window_hours of known outcomes against the
+    evaluated avg MAE of the versions that made them; degraded when a horizon with at least
+    min_rows rows is worse than evaluated by more than margin (0.25 = 25 %)."""
+    rows = scored[known(scored)]
+    if rows.empty:
+        return Verdict(False, "no prediction has a known outcome yet: nothing to compare",
+                       {"hours": window_hours, "start": None, "end": None, "rows": 0})
+    end = rows["timestamp"].max()
+    start = end - pd.Timedelta(hours=window_hours)
+    rows = rows[rows["timestamp"] > start].merge(levels, on=["model_version", "horizon"], how="left")
+    window = {"hours": window_hours, "start": start.isoformat(), "end": end.isoformat(),
+              "rows": int(len(rows)), "margin": margin, "min_rows": min_rows}
+    table = rows.assign(err=(rows["pred_avg"] - rows["actual_avg"]).abs()).groupby("horizon").agg(
+        rows=("err", "size"), live=("err", "mean"), evaluated=("evaluated_mae_avg", "mean"),
+        versions=("model_version", lambda v: ",".join(sorted(set(v)))))
+    table["ratio"] = table["live"] / table["evaluated"].where(table["evaluated"] > 0)
+    table["judged"] = (table["rows"] >= min_rows) & table["ratio"].notna()
+    table["degraded"] = table["judged"] & (table["ratio"] > 1 + margin)
+    horizons = {int(h): {"rows": int(r.rows), "live_mae_avg": float(r.live),
+                         "evaluated_mae_avg": _float(r.evaluated), "ratio": _float(r.ratio),
+                         "degraded": bool(r.degraded), "judged": bool(r.judged),
+                         "versions": r.versions} for h, r in table.iterrows()}
+    return Verdict(bool(table["degraded"].any()), _reason(table, window, margin), window, horizons)
+
+
+def _reason(table: pd.DataFrame, window: dict, margin: float) -> str:
+    """One sentence naming each degraded horizon with its figures, or why nothing is."""
+    span = f"over the last {window['hours']:g} h of known outcomes (to {window['end']})"
+    bad = table[table["degraded"]]
+    if len(bad):
+        parts = [f"h{h}: live avg MAE {r.live:.1f} s vs evaluated {r.evaluated:.1f} s "
+                 f"({100 * (r.ratio - 1):+.0f} %, limit +{100 * margin:g} %, {r.rows} rows, "
+                 f"v{r.versions})" for h, r in bad.iterrows()]
+        return "live error above the evaluated level " + span + ": " + "; ".join(parts)
+    if not table["judged"].any():
+        return (f"not judged {span}: fewer than {window['min_rows']} scored rows per horizon, or "
+                "no evaluated level for the version")
+    return (f"within +{100 * margin:g} % of the evaluated avg MAE at every judged horizon {span} "
+            "(worst " + ", ".join(f"h{h} {100 * (r.ratio - 1):+.0f} %"
+                                  for h, r in table[table["judged"]].iterrows()) + ")")
+
+
+@dataclass
+class PerformanceResult:
+    """What performance_monitor hands the dashboard: the document, the scored predictions of
+    the window and the whole metrics history."""
+
+    document: dict
+    scored: pd.DataFrame
+    history: pd.DataFrame
+
+
+# --- the document and the history ----------------------------------------------------------------
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts: ISO timestamps, None for NaN."""
+    out = frame.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].map(lambda t: t.isoformat())
+    out = out.astype(object).where(out.notna(), None)
+    return out.to_dict(orient="records")
+
+
+def latest_forecasts(scored: pd.DataFrame) -> list[dict]:
+    """Per line, the newest minute forecast and every horizon's min/max/avg/state/probabilities."""
+    if scored.empty:
+        return []
+    newest = scored.groupby("line_id")["timestamp"].transform("max")
+    rows = scored[scored["timestamp"] == newest].sort_values(
+        ["line_id", "horizon", "source"]).drop_duplicates(["line_id", "horizon"], keep="first")
+    out = []
+    for line, group in rows.groupby("line_id", sort=True):  # one small group per line
+        first = group.iloc[0]
+        out.append({"line_id": str(line), "as_of": first["timestamp"].isoformat(),
+                    "model_version": str(first["model_version"]), "source": str(first["source"]),
+                    "horizons": {str(int(r["horizon"])): {
+                        **{t: round(float(r[f"pred_{t}"]), 1) for t in REGRESSION_TARGETS},
+                        "state": STATES[int(r["pred_state"])],
+                        "proba": {s: _round(r.get(f"proba_{s}")) for s in STATES}}
+                        for _, r in group.iterrows()}})
+    return out
+
+
+def _round(value) -> float | None:
+    value = _float(value)
+    return None if math.isnan(value) else round(value, 4)
+
+
+def window_metrics(scored: pd.DataFrame, window: dict) -> dict:
+    """Every metric per horizon over the verdict's window (all lines, versions and sources)."""
+    if not window.get("start"):
+        return {}
+    table = group_metrics(scored[scored["timestamp"] > pd.Timestamp(window["start"])], ["horizon"])
+    return {str(int(r["horizon"])): {k: float(r[k]) for k in ("rows", *METRICS)}
+            for _, r in table.iterrows()}
+
+
+def _finite(value):
+    """A document with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def performance_document(*, model: dict, verdict: Verdict, levels: pd.DataFrame,
+                         periods: pd.DataFrame, scored: pd.DataFrame, sources: dict,
+                         tz: str) -> dict:
+    """performance.json: the model watched, the window verdict, evaluated levels, the newest
+    forecasts and the hourly/daily metrics of this run (see README, Monitoring)."""
+    current = levels[levels["model_version"] == str(model.get("version_label"))]
+    return _finite({
+        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timezone": tz,
+        "model": model,
+        "sources": sources,
+        "window": verdict.window,
+        "degraded": verdict.degraded,
+        "judged": verdict.judged,
+        "degradation_reason": verdict.reason,
+        "live": {str(h): v for h, v in verdict.horizons.items()},
+        "window_metrics": window_metrics(scored, verdict.window),
+        "evaluated": {str(int(r["horizon"])): {m: _float(r[f"evaluated_{m}"]) for m in METRICS}
+                      for _, r in current.iterrows()},
+        "latest": latest_forecasts(scored),
+        "periods": _records(periods.sort_values(list(HISTORY_KEY))),
+    })
+
+
+def append_history(path: Path, periods: pd.DataFrame) -> pd.DataFrame:
+    """Add this run's periods to the Parquet history: a (line, horizon, period, start) it
+    recomputed replaces what was stored for it, so re-running adds no duplicate row."""
+    periods = periods.assign(computed_at=pd.Timestamp.now(tz="UTC"))
+    if path.exists():
+        old = pd.read_parquet(path)
+        redone = pd.MultiIndex.from_frame(periods[list(PERIOD_KEY)])
+        old = old[~pd.MultiIndex.from_frame(old[list(PERIOD_KEY)]).isin(redone)]
+        periods = pd.concat([old, periods], ignore_index=True) if len(old) else periods
+    periods = periods.sort_values(list(HISTORY_KEY), ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    periods.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return periods
+
+
+def hourly_error(history: pd.DataFrame, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Avg MAE per hour and horizon over every line and source (weighted by rows), with the
+    evaluated level of the versions behind it."""
+    rows = history[history["period"] == "hour"]
+    if since is not None:
+        rows = rows[rows["period_start"] >= since]
+    if rows.empty:
+        return pd.DataFrame(columns=["period_start", "horizon", "rows", "mae_avg", "evaluated_mae_avg"])
+    rows = rows.assign(err=rows["mae_avg"] * rows["rows"],
+                       ev=rows["evaluated_mae_avg"] * rows["rows"],
+                       ev_rows=np.where(rows["evaluated_mae_avg"].notna(), rows["rows"], 0))
+    g = rows.groupby(["period_start", "horizon"], sort=True)[["rows", "err", "ev", "ev_rows"]].sum()
+    out = pd.DataFrame({"rows": g["rows"], "mae_avg": g["err"] / g["rows"],
+                        "evaluated_mae_avg": g["ev"] / g["ev_rows"].where(g["ev_rows"] > 0)})
+    return out.reset_index()
