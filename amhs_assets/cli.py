@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Iterator
 
 import click
 
+from amhs_assets.config import read_environment
 from amhs_assets.simulate import lines as sim
-
-
-def data_dir() -> Path:
-    """AMHS_DATA_DIR, default data/."""
-    return Path(os.environ.get("AMHS_DATA_DIR", "data"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +33,7 @@ def main() -> None:
 def simulate(lines: int, days: int, seed: int, out: Path | None, drift_day: int | None,
              start: str) -> None:
     """Write simulated raw logs: one CSV per line and day, in the 32-column contract."""
-    out = out or data_dir() / "raw"
+    out = out or read_environment().layout.raw
     paths = sim.write_simulation(out, lines=lines, days=days, seed=seed, drift_day=drift_day,
                                  start=start, progress=True)
     click.echo(f"wrote {len(paths)} file(s) under {out}")
@@ -53,8 +48,7 @@ def run(lines: int, days: int) -> None:
     """Run the whole asset graph (simulating a default data set first if raw/ is empty)."""
     from amhs_assets.runner import run_pipeline
 
-    root = data_dir()
-    raw = root / "raw"
+    raw = read_environment().layout.raw
     if not raw.exists() or not any(p.is_file() for p in raw.rglob("*")):
         click.echo(f"{raw} is empty: simulating {lines} line(s) x {days} day(s)")
         sim.write_simulation(raw, lines=lines, days=days, seed=sim.DEFAULT_SEED, progress=True)
@@ -94,15 +88,14 @@ def registry() -> None:
 
 @contextlib.contextmanager
 def _registry_client() -> Iterator[tuple]:
-    """The deployment's MLflow resource and a client; registry errors become clean messages."""
+    """The deployment and a registry client; registry errors become clean messages."""
     from mlflow.exceptions import MlflowException
 
     from amhs_assets.registry import store as reg
-    from amhs_assets.definitions import tracking_from_env
 
-    tracking = tracking_from_env()
+    deployment = read_environment()
     try:
-        yield tracking, tracking.client()
+        yield deployment, reg.connect(deployment.resolved_tracking_uri)
     except (reg.TrackingUnreachable, reg.ConcurrentPromotion, ValueError, TimeoutError,
             MlflowException) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -117,9 +110,9 @@ def registry_list(show_tags: bool) -> None:
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
     from amhs_assets.registry.store import version_table
 
-    with _registry_client() as (tracking, client):
+    with _registry_client() as (deployment, client):
         table = version_table(client, NAME)
-        click.echo(f"{NAME} at {tracking.tracking_uri}: {len(table)} version(s)")
+        click.echo(f"{NAME} at {deployment.resolved_tracking_uri}: {len(table)} version(s)")
         if table.empty:
             return
         with pd.option_context("display.width", 250, "display.max_columns", 30,
@@ -136,13 +129,14 @@ def registry_list(show_tags: bool) -> None:
 @click.option("--reason", required=True, help="why; recorded on the version with who and when")
 def registry_promote(version: str, reason: str) -> None:
     """Make VERSION the champion by hand (refused if the champion moves meanwhile)."""
-    from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME
+    from amhs_assets.contract import CHAMPION_ALIAS
+    from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
     from amhs_assets.registry.store import current_user, promote, version_ref
 
-    with _registry_client() as (tracking, client):
+    with _registry_client() as (deployment, client):
         before = version_ref(client, NAME, CHAMPION_ALIAS)
         expected = before.version if before else None
-        promote(client, NAME, version, reason, current_user(), Path(tracking.lock_path), expected)
+        promote(client, NAME, version, reason, current_user(), deployment.layout.registry_lock, expected)
         click.echo(f"champion of {NAME}: v{expected} -> v{version} ({reason})")
 
 
@@ -153,6 +147,6 @@ def registry_rollback(reason: str) -> None:
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
     from amhs_assets.registry.store import current_user, rollback
 
-    with _registry_client() as (tracking, client):
-        old, new = rollback(client, NAME, reason, current_user(), Path(tracking.lock_path))
+    with _registry_client() as (deployment, client):
+        old, new = rollback(client, NAME, reason, current_user(), deployment.layout.registry_lock)
         click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason})")

@@ -20,7 +20,6 @@ WARNING_THRESHOLD_S = 300.0
 CRITICAL_THRESHOLD_S = 600.0
 STATES: tuple[str, ...] = ("NORMAL", "WARNING", "CRITICAL")
 REGRESSION_TARGETS: tuple[str, ...] = ("min", "max", "avg")
-ALL_TARGETS: tuple[str, ...] = (*REGRESSION_TARGETS, "state")
 
 # --- cleaning and features (SPEC sections 1 and 3) -----------------------------------------
 MAX_FILL_GAP_MIN = 5  # gaps of at most this many minutes are filled and flagged
@@ -111,7 +110,6 @@ TRANSFER_TIME_COLUMNS: tuple[str, ...] = (
     "transfer_time_max_s",
     "transfer_time_min_s",
 )
-CLEANED_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, *NUMERIC_COLUMNS, FLAG_FILLED, FLAG_MISSING)
 
 assert len(RAW_COLUMNS) == 32, "the contract has 32 columns"
 

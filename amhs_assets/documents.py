@@ -1,8 +1,12 @@
-"""pydantic models of the JSON documents other programs read (SPEC sections 1 and 4)."""
+"""The JSON documents other programs read (data_quality.json, evaluation.json, performance.json):
+one pydantic model per shape, and the atomic writer every document goes through."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,20 +115,39 @@ class WindowMetrics(Metrics):
     rows: float = Field(ge=0)
 
 
-class Forecast(_Open):
+# --- a forecast: the API's answer and performance.json's latest forecasts share these ------------
+class StateProba(BaseModel):
+    """Class probabilities of the state."""
+
+    NORMAL: float
+    WARNING: float
+    CRITICAL: float
+
+
+class HorizonForecast(BaseModel):
+    """One horizon's forecast of the target column over minutes t+1..t+h."""
+
     min: float
     max: float
     avg: float
     state: Literal["NORMAL", "WARNING", "CRITICAL"]
-    proba: dict[str, Optional[float]]
+    proba: StateProba
 
 
-class LatestForecast(_Open):
+class LineForecast(BaseModel):
+    """Forecasts for a line's latest minute, keyed by horizon in minutes ("10", "15", "25")."""
+
     line_id: str
-    as_of: str
+    as_of: str = Field(description="the line's latest minute, UTC, ISO 8601")
+    horizons: dict[str, HorizonForecast]
+
+
+class LatestForecast(LineForecast):
+    """The newest forecast of a line that performance_monitor scored, and where it came from."""
+
+    model_config = ConfigDict(extra="allow")
     model_version: str
     source: Literal["api", "backtest"]
-    horizons: dict[str, Forecast]
 
 
 class PeriodMetrics(Metrics):
@@ -153,3 +176,12 @@ class PerformanceDocument(_Open):
     evaluated: dict[str, Metrics]
     latest: list[LatestForecast]
     periods: list[PeriodMetrics]
+
+
+def write_json(path: Path, document: Any) -> Path:
+    """Write a JSON document atomically (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str))
+    tmp.replace(path)
+    return path

@@ -15,7 +15,8 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.defs.automation import PROMOTION_ASSETS, all_partitions_tags, reason_tags
+from amhs_assets.defs.jobs import PROMOTION_ASSETS, reason_tags
+from amhs_assets.defs.partitions import all_partitions_tags
 from amhs_assets.evaluation.evaluate import summary_table
 
 AFTER_GATE = PROMOTION_ASSETS.downstream() - PROMOTION_ASSETS

@@ -5,19 +5,25 @@ are what the README says."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from amhs_assets.defs import automation
+from amhs_assets.config import read_environment
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
-from amhs_assets.definitions import build_definitions, settings_from_env, settings_overrides
+from amhs_assets.definitions import build_definitions
+from amhs_assets.defs import jobs, sensors
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking, settings_from_environment
+from amhs_assets.models.xgb import XgbConfig
 from amhs_assets.monitoring.drift import reference_window
-from amhs_assets.registry.gate import train_window_from_tags, train_window_tags, trigger_tags
-from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
 from amhs_assets.monitoring.triggers import Launch, Report, SourceState, advance, combine
+from amhs_assets.registry.gate import GateConfig
+from amhs_assets.registry.tags import train_window_from_tags, train_window_tags, trigger_tags
+from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
 
 RANGE = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25"}
 
@@ -54,7 +60,7 @@ def write(path, text: str = "x\n1\n") -> None:
 
 # --- raw_data_sensor ---------------------------------------------------------------------------
 def test_a_new_raw_file_launches_one_training_run_over_every_horizon(settings, instance):
-    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    tick = Ticker(sensors.raw_data_sensor(settings), instance)
     assert tick() == []  # empty folder
     write(settings.raw_dir / "OHT-A" / "day1.csv")
     assert tick() == []  # first seen: it may still be growing
@@ -66,7 +72,7 @@ def test_a_new_raw_file_launches_one_training_run_over_every_horizon(settings, i
 
 
 def test_a_file_still_growing_waits_until_it_holds_still(settings, instance):
-    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    tick = Ticker(sensors.raw_data_sensor(settings), instance)
     path = settings.raw_dir / "day1.csv"
     write(path, "x\n1\n")
     for i in range(3):
@@ -78,7 +84,7 @@ def test_a_file_still_growing_waits_until_it_holds_still(settings, instance):
 
 
 def test_a_burst_of_files_becomes_one_run(settings, instance):
-    tick = Ticker(automation.raw_data_sensor(settings), instance)
+    tick = Ticker(sensors.raw_data_sensor(settings), instance)
     tick()
     for i in range(6):
         write(settings.raw_dir / f"OHT-{i}" / f"day{i}.csv", f"x\n{i}\n")
@@ -95,7 +101,7 @@ def test_a_restart_with_an_empty_cursor_does_not_retrain_on_materialized_data(se
     defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
     assert dg.materialize(defs.assets, selection=["raw_amhs_logs"], instance=instance,
                           resources=defs.resources).success
-    tick = Ticker(automation.raw_data_sensor(settings), instance)  # a new cursor, the same data
+    tick = Ticker(sensors.raw_data_sensor(settings), instance)  # a new cursor, the same data
     assert tick() == [] and tick() == [] and tick() == []
     write(settings.raw_dir / "day2.csv")  # and a real change still launches
     assert tick() == []
@@ -118,7 +124,7 @@ def degraded(instance, flag: bool, reason: str = "") -> None:
 
 
 def test_a_drift_episode_launches_one_training_run_with_the_reason(settings, instance):
-    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    tick = Ticker(sensors.retraining_trigger_sensor(settings), instance)
     assert tick() == []  # nothing reported yet
     drift(instance, False)
     assert tick() == []
@@ -139,7 +145,7 @@ def test_a_drift_episode_launches_one_training_run_with_the_reason(settings, ins
 
 
 def test_performance_degradation_is_an_episode_of_its_own(settings, instance):
-    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    tick = Ticker(sensors.retraining_trigger_sensor(settings), instance)
     tick()
     degraded(instance, True, "avg MAE h25 41.0 > 1.2 x evaluated 30.1")
     [request] = tick()
@@ -153,7 +159,7 @@ def test_performance_degradation_is_an_episode_of_its_own(settings, instance):
 
 def test_an_empty_cursor_joins_an_open_episode_without_launching(settings, instance):
     drift(instance, True)
-    tick = Ticker(automation.retraining_trigger_sensor(settings), instance)
+    tick = Ticker(sensors.retraining_trigger_sensor(settings), instance)
     assert tick() == []  # a (re)started sensor does not retrain on an old report
     drift(instance, True)
     assert tick() == []
@@ -203,26 +209,58 @@ def test_jobs_select_what_the_readme_says(settings):
             "drift_report"} <= training and "champion_model" not in training
     assert selected("promotion_job") == {"champion_model"}
     present = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert selected("monitoring_job") == present & set(automation.MONITORING_KEYS)
+    assert selected("monitoring_job") == present & set(jobs.MONITORING_KEYS)
     # amhs run: everything before the gate in one run, the gate, then what watches the champion
     before, after = BEFORE_GATE.resolve(graph), AFTER_GATE.resolve(graph)
     assert dg.AssetKey("champion_model") not in before | after and not before & after
     assert before | after | {dg.AssetKey("champion_model")} == set(graph.get_all_asset_keys())
 
 
-def test_settings_come_from_an_amhs_settings_file(tmp_path, monkeypatch):
+def settings_of(env: dict) -> AmhsSettings:
+    return settings_from_environment(read_environment(env))
+
+
+def test_settings_come_from_an_amhs_settings_file(tmp_path):
     path = tmp_path / "settings.yaml"
-    path.write_text("xgb_rounds: 12\nretraining_cron: '15 1 * * *'\ndata_dir: elsewhere\n")
-    monkeypatch.setenv("AMHS_SETTINGS", str(path))
-    monkeypatch.setenv("AMHS_DATA_DIR", str(tmp_path))
-    settings = settings_from_env()
-    assert (settings.xgb_rounds, settings.retraining_cron) == (12, "15 1 * * *")
+    path.write_text("xgb: {num_boost_round: 12, max_depth: 4}\nretraining_cron: '15 1 * * *'\n"
+                    "drift: {drift_share: 0.3}\nperformance: {margin: 0.5}\ndata_dir: elsewhere\n")
+    env = {"AMHS_SETTINGS": str(path), "AMHS_DATA_DIR": str(tmp_path)}
+    settings = settings_of(env)
+    assert (settings.xgb.num_boost_round, settings.xgb.max_depth) == (12, 4)
+    assert settings.xgb.pure().learning_rate == XgbConfig().learning_rate  # defaults from the config
+    assert settings.drift.pure().drift_share == 0.3 and settings.performance.pure().margin == 0.5
+    assert settings.retraining_cron == "15 1 * * *"
     assert settings.data_dir == str(tmp_path)  # AMHS_DATA_DIR wins
-    path.write_text(json.dumps({"xgb_round": 3}))
-    with pytest.raises(ValueError, match="unknown AmhsSettings field.*xgb_round"):
-        settings_overrides(path)
-    monkeypatch.delenv("AMHS_SETTINGS")
-    assert settings_from_env().xgb_rounds == AmhsSettings().xgb_rounds
+    path.write_text(json.dumps({"xgb": {"rounds": 3}}))
+    with pytest.raises(ValueError, match=r"settings.yaml: unknown AmhsSettings field.*xgb\.rounds"):
+        settings_of(env)
+    assert settings_of({}).xgb.pure() == XgbConfig() and settings_of({}).gate.pure() == GateConfig()
+
+
+def test_flat_settings_of_earlier_versions_still_work(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("xgb_rounds: 12\nseed: 7\nperformance_margin: 0.4\npromotion_metrics: [avg_mae_h10]\n")
+    settings = settings_of({"AMHS_SETTINGS": str(path)})
+    assert settings.xgb.num_boost_round == 12 and settings.performance.margin == 0.4
+    assert settings.xgb.seed == settings.ensemble.seed == 7
+    assert settings.gate.pure().metrics == ("avg_mae_h10",)
+
+
+def test_horizons_are_the_deployments_and_partitions_follow_them(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("horizons: [30, 5]\n")
+    env = read_environment({"AMHS_SETTINGS": str(path)})
+    assert env.horizons == (5, 30) and "horizons" not in env.settings
+    assert "horizons" not in AmhsSettings.model_fields  # no run can change them
+    path.write_text("horizons: [0, 10]\n")
+    with pytest.raises(ValueError, match="settings.yaml: horizons must be positive whole minutes"):
+        read_environment({"AMHS_SETTINGS": str(path)})
+    code = ("from amhs_assets.defs.partitions import deployment_horizons, horizon_partitions;"
+            "print(deployment_horizons(), horizon_partitions.get_partition_keys())")
+    path.write_text("horizons: [5, 30]\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "AMHS_SETTINGS": str(path)}).stdout
+    assert out.strip() == "(5, 30) ['5', '30']"
 
 
 # --- what a version records, and the drift reference it gives ----------------------------------

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from amhs_assets.contract import FLAG_MISSING, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
+from amhs_assets.ingest.clean import regularize
+from amhs_assets.models.splits import SplitConfig, split_boundaries
 from amhs_assets.monitoring.drift import detect_drift, latest_window, training_window
 from amhs_assets.monitoring.drift_calibration import (
     DRIFT_COLUMNS,
@@ -16,9 +18,7 @@ from amhs_assets.monitoring.drift_calibration import (
     calibrate_thresholds,
     trimmed_wasserstein,
 )
-from amhs_assets.ingest.clean import regularize
 from amhs_assets.simulate.lines import simulate_lines
-from amhs_assets.models.splits import SplitConfig, split_boundaries
 
 START = pd.Timestamp("2026-02-02", tz="UTC")
 LINES = ["OHT-A", "OHT-B"]

@@ -20,15 +20,9 @@ from amhs_assets.contract import (
     TRANSFER_TIME_COLUMNS,
     WARNING_THRESHOLD_S,
 )
-from amhs_assets.features.compute import (
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    build_features,
-    build_targets,
-    feature_catalog,
-    feature_rows_usable,
-    online_features,
-)
+from amhs_assets.features.compute import build_features, feature_rows_usable, online_features
+from amhs_assets.features.spec import FEATURE_NAMES, FEATURE_VERSION, feature_catalog
+from amhs_assets.features.targets import build_targets
 from amhs_assets.simulate.lines import simulate_lines
 
 START = pd.Timestamp("2026-01-05", tz="UTC")

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amhs_assets.contract import FLAG_FILLED, FLAG_MISSING, NUMERIC_COLUMNS, RAW_COLUMNS
-from amhs_assets.ingest.files import read_raw_files
 from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
-from amhs_assets_tests.conftest import valid_rows
+from amhs_assets.ingest.files import read_raw_files
+from amhs_assets_tests.support import valid_rows
 
 
 def ingest(raw_dir: Path, max_fill_gap: int = 5):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from amhs_assets.defs.assets.ingest import cleaned_amhs_logs, raw_amhs_logs
 from amhs_assets.defs.resources import AmhsSettings
-from amhs_assets_tests.conftest import valid_rows
+from amhs_assets_tests.support import valid_rows
 
 
 def materialize_ingest(data_dir, **settings):

@@ -8,7 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from amhs_assets.contract import HORIZONS, TARGET_COLUMN
-from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.documents import EvaluationDocument
 from amhs_assets.evaluation.evaluate import (
     evaluation_document,
     evaluation_records,
@@ -16,18 +16,13 @@ from amhs_assets.evaluation.evaluate import (
     summary_table,
 )
 from amhs_assets.evaluation.metrics import classification_metrics, regression_metrics
-from amhs_assets.models.xgb import (
-    PersistenceModel,
-    XgbConfig,
-    dataset_from_raw,
-    fit_horizon_models,
-    fit_xgb_model,
-    training_rows,
-)
-from amhs_assets.documents import EvaluationDocument
-from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets.models.dataset import dataset_from_raw, training_rows
+from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.models.persistence import PersistenceModel
 from amhs_assets.models.splits import SplitConfig, assign_splits
 from amhs_assets.models.unified import fit_unified_model
+from amhs_assets.models.xgb import XgbConfig, fit_horizon_models, fit_xgb_model
+from amhs_assets.simulate.lines import simulate_lines
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, max_bin=32, seed=3)

@@ -16,17 +16,17 @@ import pytest
 
 from amhs_assets.contract import STATES
 from amhs_assets.definitions import build_definitions
-from amhs_assets.monitoring.performance import HISTORY_KEY
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.runner import run_pipeline
 from amhs_assets.documents import PerformanceDocument
+from amhs_assets.monitoring.performance import HISTORY_KEY
+from amhs_assets.runner import run_pipeline
 from amhs_assets.serve.prediction_log import PredictionLog
 from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
-from amhs_assets_tests.test_serve_support import serving
+from amhs_assets_tests.support import serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 CHROMIUM = "/usr/bin/chromium"
-SMALL = {"xgb_rounds": 15, "hgb_max_iter": 10, "mlp_epochs": 2}
+SMALL = {"xgb": {"num_boost_round": 15}, "ensemble": {"hgb_max_iter": 10, "mlp_epochs": 2}}
 DAYS = 14  # the drift report calibrates on at least 7 daily windows of the training split
 MONITORING = dg.AssetSelection.assets("performance_monitor", "monitoring_dashboard")
 CHARTS = 6  # live error, predicted vs actual, drift share, drifted columns, versions, quarantine

@@ -13,6 +13,8 @@ from plotly.offline import get_plotlyjs
 
 from amhs_assets.contract import STATES
 from amhs_assets.dashboard.page import DashboardInputs, render_dashboard
+from amhs_assets.documents import PerformanceDocument
+from amhs_assets.evaluation.metrics import classification_metrics
 from amhs_assets.monitoring.live import (
     SCORED_COLUMNS,
     backtest_predictions,
@@ -20,7 +22,6 @@ from amhs_assets.monitoring.live import (
     read_prediction_log,
     window_start,
 )
-from amhs_assets.evaluation.metrics import classification_metrics
 from amhs_assets.monitoring.performance import (
     HISTORY_KEY,
     append_history,
@@ -35,7 +36,6 @@ from amhs_assets.monitoring.performance import (
     with_levels,
 )
 from amhs_assets.registry.store import evaluation_metrics
-from amhs_assets.documents import PerformanceDocument
 from amhs_assets.serve.prediction_log import PredictionLog
 
 N, W, C, UNKNOWN = 0, 1, 2, -1
@@ -230,7 +230,7 @@ def test_a_backtest_predicts_every_usable_minute_from_the_window_start():
             return {"min": np.full(len(X), 1.0), "max": np.full(len(X), 3.0),
                     "avg": np.full(len(X), 2.0), "proba": proba}
 
-    from amhs_assets.models.xgb import dataset_from_raw
+    from amhs_assets.models.dataset import dataset_from_raw
     from amhs_assets.simulate.lines import simulate_lines
 
     raw = pd.concat(simulate_lines(["A"], pd.Timestamp("2026-03-01", tz="UTC"), 0.5, 3).values())

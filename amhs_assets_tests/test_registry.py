@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from amhs_assets.registry import store as reg
 from amhs_assets.cli import main
 from amhs_assets.contract import (
     CHALLENGER_ALIAS,
@@ -23,23 +22,21 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
 )
+from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.ingest.clean import regularize, type_columns
-from amhs_assets.registry.gate import (
+from amhs_assets.registry import store as reg
+from amhs_assets.registry.gate import GateConfig, VersionRef, candidate_metrics, decide
+from amhs_assets.registry.tags import (
     KEPT_CHAMPION,
     NOTHING,
     PROMOTED,
     REFUSED,
     REJECTED,
-    GateConfig,
-    VersionRef,
-    candidate_metrics,
     data_fingerprint,
-    decide,
     metric_tags,
     version_tags,
 )
-from amhs_assets.defs.resources import MlflowTracking
-from amhs_assets_tests.conftest import valid_rows
+from amhs_assets_tests.support import valid_rows
 
 FV = "1.0.0"
 WINDOW = {"start": "2026-02-05T00:00:00+00:00", "end": "2026-02-05T23:59:00+00:00", "rows": 2000}

@@ -25,34 +25,36 @@ import requests
 from mlflow import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from amhs_assets.defs import automation
-
-from amhs_assets.registry import store as reg
-from amhs_assets.defs.assets.registry import candidate_tags
 from amhs_assets.contract import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     HORIZONS,
     NUMERIC_COLUMNS,
-    REGISTERED_MODEL_NAME as NAME,
     TARGET_COLUMN,
 )
-from amhs_assets.definitions import ASSET_MODULES
-from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
-from amhs_assets.evaluation.evaluate import evaluation_document, evaluation_records, predictions_frame
-from amhs_assets.features.compute import FEATURE_VERSION
-from amhs_assets.models.xgb import (
-    PersistenceModel,
-    XgbConfig,
-    XgbModel,
-    dataset_from_raw,
-    fit_horizon_models,
+from amhs_assets.contract import (
+    REGISTERED_MODEL_NAME as NAME,
 )
-from amhs_assets.registry.gate import GateConfig, data_fingerprint
-from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.definitions import ASSET_MODULES
+from amhs_assets.defs import jobs
+from amhs_assets.defs.assets.registry import candidate_tags
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets.evaluation.evaluate import (
+    evaluation_document,
+    evaluation_records,
+    predictions_frame,
+)
+from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.models.dataset import dataset_from_raw
+from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.models.persistence import PersistenceModel
 from amhs_assets.models.unified import fit_unified_model
+from amhs_assets.models.xgb import XgbConfig, XgbModel, fit_horizon_models
+from amhs_assets.registry import store as reg
+from amhs_assets.registry.gate import GateConfig
+from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.registry.tags import data_fingerprint
+from amhs_assets.simulate.lines import simulate_lines
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 
@@ -102,7 +104,7 @@ def world(tmp_path_factory):
                   "unified_model": fit_unified_model(ds, FAST, row_share=0.2),
                   "ensemble_model": fit_ensemble_model(ds, xgb, TINY_ENSEMBLE)}
     io = Preloaded(values)
-    settings = AmhsSettings(data_dir=str(data), xgb_rounds=5)
+    settings = AmhsSettings.from_values({"data_dir": str(data), "xgb": {"num_boost_round": 5}})
     tracking = MlflowTracking.for_data_dir(data)
     with dg.instance_for_test() as instance:
         yield types.SimpleNamespace(data=data, io=io, settings=settings, tracking=tracking,
@@ -133,7 +135,7 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 def promotion(world) -> dict:
     """Run promotion_job once; the gate's decision."""
     defs = dg.Definitions(assets=dg.load_assets_from_modules(ASSET_MODULES),
-                          jobs=[automation.promotion_job], resources=resources(world))
+                          jobs=[jobs.promotion_job], resources=resources(world))
     result = defs.resolve_job_def("promotion_job").execute_in_process(instance=world.instance)
     return result.output_for_node("champion_model")
 

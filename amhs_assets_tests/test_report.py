@@ -10,8 +10,13 @@ import pytest
 
 from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
 from amhs_assets.evaluation.evaluate import evaluation_records
-from amhs_assets.evaluation.report import (SECTION_TITLES, improvement_pct, last_full_day, passes_bar,
-                                render_evaluation_html)
+from amhs_assets.evaluation.report import (
+    SECTION_TITLES,
+    improvement_pct,
+    last_full_day,
+    passes_bar,
+    render_evaluation_html,
+)
 
 MODELS = ("persistence", "xgb", "unified", "ensemble", "champion")
 PLOTLY_BANNER = "* plotly.js v"  # the licence header at the top of the inlined bundle

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 
 from amhs_assets.contract import COLUMNS, HORIZONS, LOOKBACK_MIN, STATES
 from amhs_assets.serve.schemas import ModelInfo, PredictResponse
-from amhs_assets_tests.test_serve_support import rows, serving, tiny_champion
+from amhs_assets_tests.support import rows, serving, tiny_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 MAX_ROWS, MAX_BODY = 1000, 1_000_000

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets_tests.test_serve_support import (
+from amhs_assets_tests.support import (
     TOKEN,
     new_store,
     register,

@@ -14,7 +14,7 @@ from amhs_assets.serve.config import ServeSettings
 from amhs_assets.serve.prediction_log import PredictionLog
 from amhs_assets.serve.schemas import request_adapter
 from amhs_assets.serve.validation import NUMPY_RULES, RequestError, validate_body
-from amhs_assets_tests.conftest import valid_rows
+from amhs_assets_tests.support import valid_rows
 
 
 def test_numpy_rules_agree_with_the_contracts_rules():

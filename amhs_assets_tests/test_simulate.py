@@ -180,8 +180,8 @@ def test_incidents_are_announced_by_rising_comm_errors(all_rows: pd.DataFrame) -
 
 
 def test_written_logs_pass_the_contract_schema_without_a_single_quarantined_row(tmp_path: Path) -> None:
-    from amhs_assets.ingest.files import read_raw_files
     from amhs_assets.ingest.clean import clean_raw_logs
+    from amhs_assets.ingest.files import read_raw_files
 
     write_simulation(tmp_path, lines=2, days=3, seed=9, drift_day=2, progress=False)
     result = clean_raw_logs(read_raw_files(tmp_path), max_fill_gap=5)

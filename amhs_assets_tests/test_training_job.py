@@ -23,14 +23,15 @@ import pytest
 import requests
 import yaml
 
-from amhs_assets.defs import automation
-from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME as NAME, TRIGGER_TAG
+from amhs_assets.contract import CHAMPION_ALIAS, TRIGGER_TAG
+from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
 from amhs_assets.definitions import build_definitions
-from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.defs import jobs
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.models.xgb import HorizonModels
 from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 
-SMALL = {"xgb_rounds": 10, "hgb_max_iter": 5, "mlp_epochs": 1}
+SMALL = {"xgb": {"num_boost_round": 10}, "ensemble": {"hgb_max_iter": 5, "mlp_epochs": 1}}
 HORIZON_KEYS = {"10", "15", "25"}
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def trained(raw_days, tmp_path_factory):
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=instance, raise_on_error=False,
-            tags=automation.training_tags("drift", "drift share 0.42 >= 0.20"))
+            tags=jobs.training_tags("drift", "drift share 0.42 >= 0.20"))
         yield types.SimpleNamespace(defs=defs, instance=instance, result=result,
                                     client=tracking.client())
 

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from amhs_assets.contract import NUMERIC_COLUMNS, RAW_COLUMNS
-from amhs_assets.serve.tiny import build_tiny_champion, request_rows
+from amhs_assets_tests.support import build_tiny_champion, request_rows
 
 BIN = Path(sys.executable).parent
 

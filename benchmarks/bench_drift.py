@@ -21,9 +21,9 @@ from evidently.legacy.calculations.stattests.registry import get_stattest
 from evidently.legacy.core import ColumnType
 
 from amhs_assets.contract import NUMERIC_COLUMNS, RAW_COLUMNS
+from amhs_assets.ingest.clean import regularize
 from amhs_assets.monitoring.drift import detect_drift
 from amhs_assets.monitoring.drift_calibration import DriftConfig
-from amhs_assets.ingest.clean import regularize
 from amhs_assets.simulate.lines import line_names, simulate_lines
 
 START = pd.Timestamp("2026-02-02", tz="UTC")

@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 from amhs_assets.contract import FLAG_FILLED, FLAG_MISSING, LOOKBACK_MIN, NUMERIC_COLUMNS
-from amhs_assets.features.spec import CALENDAR_SOURCE, DERIVED, FEATURE_SPECS, FeatureSpec, calendar_features
-from amhs_assets.features.compute import FEATURE_NAMES, build_features, online_features
+from amhs_assets.features.compute import build_features, online_features
+from amhs_assets.features.spec import (
+    CALENDAR_SOURCE,
+    DERIVED,
+    FEATURE_NAMES,
+    FEATURE_SPECS,
+    FeatureSpec,
+    calendar_features,
+)
 from amhs_assets.simulate.lines import simulate_lines
 
 

@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from amhs_assets.ingest.files import read_raw_files
 from amhs_assets.ingest.clean import clean_raw_logs
-from amhs_assets.simulate.lines import DEFAULT_SEED, DEFAULT_START, simulate_lines, write_frame_by_day
+from amhs_assets.ingest.files import read_raw_files
+from amhs_assets.simulate.lines import (
+    DEFAULT_SEED,
+    DEFAULT_START,
+    simulate_lines,
+    write_frame_by_day,
+)
 
 
 def main() -> None:

@@ -14,16 +14,13 @@ import time
 
 import pandas as pd
 
-from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.evaluation.evaluate import evaluation_records, predictions_frame, summary_table
-from amhs_assets.models.xgb import (
-    PersistenceModel,
-    XgbConfig,
-    dataset_from_raw,
-    fit_xgb_model,
-)
-from amhs_assets.simulate.lines import line_names, simulate_lines
+from amhs_assets.models.dataset import dataset_from_raw
+from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
+from amhs_assets.models.persistence import PersistenceModel
 from amhs_assets.models.unified import fit_unified_model
+from amhs_assets.models.xgb import XgbConfig, fit_xgb_model
+from amhs_assets.simulate.lines import line_names, simulate_lines
 
 
 class Clock:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from amhs_assets.contract import CRITICAL_THRESHOLD_S, WARNING_THRESHOLD_S
-from amhs_assets.evaluation.report import OKABE_ITO
+from amhs_assets.html import OKABE_ITO
 
 MAX_LINES = 12  # lines offered in the predicted-vs-actual menu (page weight grows with each)
 TOP_COLUMNS = 10

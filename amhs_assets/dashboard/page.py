@@ -17,8 +17,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from amhs_assets.dashboard import figures as figs
+from amhs_assets.html import OKABE_ITO, check_timezone, esc, local_time, note, num
 from amhs_assets.monitoring.performance import hourly_error
-from amhs_assets.evaluation.report import OKABE_ITO, _check_timezone, _esc, _local_time, _note, _num
 
 LIGHTS = {  # state -> (shape, background, text colour)
     "NORMAL": ("●", OKABE_ITO["green"], "#ffffff"),
@@ -103,7 +103,7 @@ def quarantined_per_day(rows_csv: Path, tz: str) -> tuple[pd.DataFrame, int]:
 def _figure(fig: go.Figure | None, empty: str) -> tuple[str, int]:
     """A figure as a responsive div relying on the page's one plotly.js, or a note; and 1 or 0."""
     if fig is None:
-        return _note(empty), 0
+        return note(empty), 0
     fig.update_layout(template="plotly_white", font={"size": 12},
                       margin={"l": 60, "r": 20, "b": 50, "t": fig.layout.margin.t or 60})
     div = fig.to_html(full_html=False, include_plotlyjs=False,
@@ -115,20 +115,20 @@ def _light(state: str) -> str:
     """A traffic light: shape, word and colour."""
     shape, background, colour = LIGHTS.get(state, ("?", "#ddd", "#000"))
     return (f'<span class="light" style="background:{background};color:{colour}" '
-            f'title="{_esc(state)}">{shape} {_esc(state)}</span>')
+            f'title="{esc(state)}">{shape} {esc(state)}</span>')
 
 
 def status_board(latest: list[dict], tz: str) -> str:
     """One row per line: each horizon's predicted state with MIN/MAX/AVG, and the forecast time."""
     if not latest:
-        return _note("No forecast yet: neither the API's log nor a backtest produced one.")
+        return note("No forecast yet: neither the API's log nor a backtest produced one.")
     horizons = sorted({int(h) for row in latest for h in row["horizons"]})
     head = ('<tr><th class="name">line</th>' + "".join(f"<th class='name'>next {h} min</th>"
                                                       for h in horizons)
             + '<th class="name">forecast at</th><th class="name">from</th></tr>')
     body = []
     for row in latest:
-        cells = [f'<td class="name"><b>{_esc(row["line_id"])}</b></td>']
+        cells = [f'<td class="name"><b>{esc(row["line_id"])}</b></td>']
         for h in horizons:
             f = row["horizons"].get(str(h))
             if f is None:
@@ -136,9 +136,9 @@ def status_board(latest: list[dict], tz: str) -> str:
                 continue
             figures = f"avg {f['avg']:.0f} s · min {f['min']:.0f} · max {f['max']:.0f}"
             cells.append(f"<td class='name'>{_light(f['state'])}<br><small>{figures}</small></td>")
-        cells.append(f"<td class='name'>{_local_time(row['as_of'], tz)}</td>")
+        cells.append(f"<td class='name'>{local_time(row['as_of'], tz)}</td>")
         source = "API log" if row["source"] == "api" else "backtest"
-        cells.append(f"<td class='name'>{source}, {_esc(_version(row['model_version']))}</td>")
+        cells.append(f"<td class='name'>{source}, {esc(_version(row['model_version']))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f'<div class="card"><table>{head}{"".join(body)}</table></div>'
 
@@ -149,7 +149,7 @@ def _version(label: str) -> str:
 
 
 def _fmt(value, spec: str) -> str:
-    number = _num(value)
+    number = num(value)
     return "—" if number is None else format(number, spec)
 
 
@@ -157,11 +157,11 @@ def performance_table(doc: dict, margin: float) -> str:
     """Per horizon: live metrics over the window next to the evaluated ones."""
     live, window, evaluated = doc.get("live", {}), doc.get("window_metrics", {}), doc.get("evaluated", {})
     if not window:
-        return _note("No forecast has a known outcome yet.")
+        return note("No forecast has a known outcome yet.")
     rows = []
     for h in sorted(window, key=int):
         w, e, v = window[h], evaluated.get(h, {}), live.get(h, {})
-        ratio = _num(v.get("ratio"))
+        ratio = num(v.get("ratio"))
         verdict = ("—" if ratio is None or not v.get("judged") else
                    ("✘ over the limit" if v.get("degraded") else "✔ within"))
         rows.append("<tr>" + "".join([
@@ -181,7 +181,7 @@ def performance_table(doc: dict, margin: float) -> str:
 
 def verdict_banner(doc: dict, tz: str) -> str:
     """The degradation verdict in words, with a symbol as well as a colour."""
-    reason = _esc(doc.get("degradation_reason", ""))
+    reason = esc(doc.get("degradation_reason", ""))
     if not doc.get("judged"):
         return f'<div class="verdict unknown">? not judged: {reason}</div>'
     if doc.get("degraded"):
@@ -196,10 +196,10 @@ def header(inputs: DashboardInputs) -> str:
     latest = max((row["as_of"] for row in doc.get("latest", [])), default=None)
     champion = f"v{inputs.champion}" if inputs.champion else "none yet"
     return (f"<h1>AMHS monitoring</h1><p class='muted'>Generated "
-            f"{_local_time(doc.get('generated_at'), tz)} · data up to {_local_time(latest, tz)} · "
-            f"times in <b>{_esc(tz)}</b></p><p>Champion: <b>{_esc(champion)}</b> · watching "
-            f"<b>{_esc(_version(model.get('version_label', '—')))}</b> "
-            f"<span class='muted'>({_esc(model.get('selected_by', ''))})</span></p>"
+            f"{local_time(doc.get('generated_at'), tz)} · data up to {local_time(latest, tz)} · "
+            f"times in <b>{esc(tz)}</b></p><p>Champion: <b>{esc(champion)}</b> · watching "
+            f"<b>{esc(_version(model.get('version_label', '—')))}</b> "
+            f"<span class='muted'>({esc(model.get('selected_by', ''))})</span></p>"
             + verdict_banner(doc, tz))
 
 
@@ -209,8 +209,8 @@ def events_table(events: pd.DataFrame, tz: str) -> str:
         return ""
     newest = events.sort_values("at", ascending=False).head(EVENTS_SHOWN)
     rows = "".join(
-        f"<tr><td class='name'>{_local_time(r.at.isoformat(), tz)}</td><td class='name'>v{_esc(r.version)}"
-        f"</td><td class='name'>{_esc(r.event)}</td><td class='name'>{_esc(str(r.reason)[:300])}</td></tr>"
+        f"<tr><td class='name'>{local_time(r.at.isoformat(), tz)}</td><td class='name'>v{esc(r.version)}"
+        f"</td><td class='name'>{esc(r.event)}</td><td class='name'>{esc(str(r.reason)[:300])}</td></tr>"
         for r in newest.itertuples())
     return ("<div class='card'><table><tr><th class='name'>when</th><th class='name'>version</th>"
             f"<th class='name'>event</th><th class='name'>why</th></tr>{rows}</table></div>")
@@ -219,7 +219,7 @@ def events_table(events: pd.DataFrame, tz: str) -> str:
 def quality_summary(quality: dict | None, undated: int) -> str:
     """The latest ingest's row accounting in one sentence."""
     if not quality:
-        return _note("No data_quality.json yet: materialize cleaned_amhs_logs.")
+        return note("No data_quality.json yet: materialize cleaned_amhs_logs.")
     files = quality.get("files") or []
     partial = sum(f.get("status") == "partial" for f in files)
     rejected = sum(f.get("status") == "quarantined" for f in files)
@@ -229,12 +229,12 @@ def quality_summary(quality: dict | None, undated: int) -> str:
             f"({partial} partial, {rejected} rejected whole)")
     if undated:
         text += f"; {undated:,} quarantined rows carry no readable timestamp (not in the chart)"
-    return f"<p>{_esc(text)}.</p>"
+    return f"<p>{esc(text)}.</p>"
 
 
 def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
     """The page, and how many plotly charts it holds."""
-    _check_timezone(inputs.timezone)
+    check_timezone(inputs.timezone)
     tz, doc = inputs.timezone, inputs.performance
     history = inputs.history
     since = None
@@ -244,7 +244,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
     charts = [
         _figure(figs.live_error(hourly, inputs.margin, tz), "No scored forecast yet."),
         _figure(figs.predicted_vs_actual(inputs.scored, tz), "No forecast in the last day."),
-        _figure(figs.drift_share(inputs.drift_history, _num((inputs.drift or {}).get("drift_share")), tz),
+        _figure(figs.drift_share(inputs.drift_history, num((inputs.drift or {}).get("drift_share")), tz),
                 "No drift report with a drift share yet."),
         _figure(figs.drifted_columns(inputs.drift),
                 "The latest drift report compared no column: "
@@ -281,11 +281,11 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
 def _drift_line(drift: dict, tz: str) -> str:
     """The latest drift verdict in one sentence."""
     if not drift or "share_drifted" not in drift:
-        return _note("No drift report yet.")
+        return note("No drift report yet.")
     current = drift.get("current") or {}
     verdict = "✘ drift detected" if drift.get("drift_detected") else "✔ no drift"
     share = _fmt(drift.get("share_drifted"), ".2f")
     return (f"<p>Latest report: <b>{verdict}</b>, share of drifted pairs {share}"
             f" (drift at {_fmt(drift.get('drift_share'), 'g')}); current window "
-            f"{_local_time(current.get('start'), tz)} → {_local_time(current.get('end'), tz)}."
-            + (f" Status: {_esc(drift['status'])}." if drift.get("status") else "") + "</p>")
+            f"{local_time(current.get('start'), tz)} → {local_time(current.get('end'), tz)}."
+            + (f" Status: {esc(drift['status'])}." if drift.get("status") else "") + "</p>")

@@ -3,7 +3,10 @@ MLflow resource (tracking server and model registry)."""
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
+import dataclasses
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,31 +15,81 @@ from typing import Any, Iterator, Optional
 
 import dagster as dg
 import mlflow
+import pydantic
 from mlflow import MlflowClient
 from pydantic import Field
 
+from amhs_assets.config import DEFAULT_DATA_DIR, DataLayout, Environment
 from amhs_assets.contract import (
     CRITICAL_THRESHOLD_S,
     FAB_TIMEZONE,
-    HORIZONS,
     MAX_FILL_GAP_MIN,
     TARGET_COLUMN,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.models.ensemble import EnsembleConfig
+from amhs_assets.models.splits import SplitConfig
+from amhs_assets.models.xgb import XgbConfig
+from amhs_assets.monitoring.drift_calibration import DriftConfig
+from amhs_assets.monitoring.performance import PerformanceConfig
 from amhs_assets.registry.gate import GateConfig
-from amhs_assets.registry.store import connect, embedded_store, ensure_experiment, exclusive_lock
+from amhs_assets.registry.store import connect, ensure_experiment, exclusive_lock
 
 with warnings.catch_warnings():  # dagster-mlflow is marked beta; we pin its version
     warnings.simplefilter("ignore", dg.BetaWarning)
     from dagster_mlflow.resources import MlFlow
 
 
-class AmhsSettings(dg.ConfigurableResource):
-    """Data folder, target definition and data-quality limits; one instance per deployment."""
+class ConfigSection(dg.Config):
+    """A settings section generated from a pure config dataclass (see config_section)."""
 
-    data_dir: str = Field(default="data", description="AMHS_DATA_DIR: raw/, reports/, ...")
+    def pure(self, **changes: Any) -> Any:
+        """The pure config dataclass of these values (lists back to tuples), with changes."""
+        config = type(self).pure_config
+        values = {name: tuple(v) if isinstance(v, list) else v
+                  for name, v in self.model_dump().items()}
+        return config(**values, **changes)
+
+
+def config_section(config: type, exclude: tuple[str, ...] = ()) -> type[ConfigSection]:
+    """A Dagster config section generated from a pure config dataclass: the same fields, types,
+    defaults and descriptions (one home for each), and ``pure()`` to get the dataclass back."""
+    hints = typing.get_type_hints(config)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.name in exclude:
+            continue
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if typing.get_origin(kind) is tuple:  # Dagster config knows lists, not tuples
+            kind, default = list[typing.get_args(kind)[0]], list(default)
+        elif typing.get_origin(kind) in (dict, collections.abc.Mapping):
+            kind, default = dict[str, str], dict(default)
+        fields[f.name] = (kind, Field(default=default, description=f.metadata.get("doc")))
+    name = config.__name__.removesuffix("Config") + "Settings"
+    section = pydantic.create_model(name, __base__=ConfigSection, __doc__=config.__doc__,
+                                    __module__=__name__, **fields)
+    type.__setattr__(section, "pure_config", config)
+    return section
+
+
+SplitSettings = config_section(SplitConfig, exclude=("gap_min",))  # gap: the largest horizon
+XgbSettings = config_section(XgbConfig)
+EnsembleSettings = config_section(EnsembleConfig)
+DriftSettings = config_section(DriftConfig)
+GateSettings = config_section(GateConfig)
+PerformanceSettings = config_section(PerformanceConfig)
+SECTIONS = {"splits": SplitSettings, "xgb": XgbSettings, "ensemble": EnsembleSettings,
+            "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings}
+
+
+class AmhsSettings(dg.ConfigurableResource):
+    """Data folder, target definition, data-quality limits, schedules and one section per stage's
+    pure config; one instance per deployment. The horizons are not here: they are the
+    deployment's (`amhs_assets.config`), shared with the horizon partitions."""
+
+    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="AMHS_DATA_DIR: raw/, reports/, ...")
     target_column: str = Field(default=TARGET_COLUMN, description="column the targets summarise")
-    horizons: list[int] = Field(default=list(HORIZONS), description="forecast horizons, minutes")
     warning_s: float = Field(default=WARNING_THRESHOLD_S, description="WARNING when max >= this")
     critical_s: float = Field(default=CRITICAL_THRESHOLD_S, description="CRITICAL when max >= this")
     max_fill_gap_min: int = Field(default=MAX_FILL_GAP_MIN, description="longest gap filled")
@@ -44,22 +97,6 @@ class AmhsSettings(dg.ConfigurableResource):
         default=0.05, description="warn when more than this share of rows is quarantined"
     )
     fab_timezone: str = Field(default=FAB_TIMEZONE, description="timezone of schedules and pages")
-    seed: int = Field(default=42, description="seed of every model fit")
-    xgb_device: str = Field(default="auto", description="XGBoost device: auto, cpu or cuda")
-    val_fraction: float = Field(default=0.2, description="share of each line's span for validation")
-    test_fraction: float = Field(default=0.2, description="share of each line's span for test")
-    xgb_rounds: int = Field(default=400, description="most boosting rounds per XGBoost model")
-    train_stride: int = Field(
-        default=2, description="models learn from every n-th training minute (neighbouring "
-                               "minutes are near duplicates; 1 = every minute, ~1.6x the time)")
-    hgb_max_iter: int = Field(default=150, description="most iterations of the ensemble's HistGB")
-    mlp_epochs: int = Field(default=30, description="most epochs of the ensemble's MLP")
-    promotion_metrics: list[str] = Field(
-        default=["mean_avg_mae"],
-        description="test metrics a challenger must beat the champion on (mean_avg_mae, "
-                    "avg_mae_h10, mean_state_accuracy, mean_critical_recall, ...)")
-    promotion_margin: float = Field(
-        default=0.01, description="relative margin: 0.01 = at least 1% better on every metric")
     promotion_cron: str = Field(default="0 6 * * *",
                                 description="when promotion_job runs, in fab_timezone")
     retraining_cron: str = Field(default="0 2 * * *",
@@ -70,21 +107,33 @@ class AmhsSettings(dg.ConfigurableResource):
     serve_latency_budget_ms: float = Field(
         default=20.0, description="a candidate slower than this per 2-line request (every "
                                   "horizon) is not registered: the API must answer in real time")
-    drift_current_hours: float = Field(
-        default=24.0, description="the current window of the drift report, hours up to the last minute")
-    performance_window_hours: float = Field(
-        default=24.0, description="performance check: hours of known outcomes, up to the newest, "
-                                  "whose live avg MAE is compared with the evaluated one")
-    performance_margin: float = Field(
-        default=0.25, description="performance check fails when live avg MAE is worse than "
-                                  "evaluated by more than this share (0.25 = 25 %) at a horizon")
-    performance_min_rows: int = Field(
-        default=60, description="performance check: a horizon with fewer scored rows in the "
-                                "window is not judged")
-    performance_backtest_hours: float = Field(
-        default=72.0, description="performance_monitor scores the newest this many hours (from "
-                                  "local midnight), backtesting the champion where the API "
-                                  "logged no prediction")
+    splits: SplitSettings = Field(default_factory=SplitSettings,
+                                  description="chronological train/validation/test split")
+    xgb: XgbSettings = Field(default_factory=XgbSettings,
+                             description="every XGBoost model (per horizon, unified, members)")
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings,
+                                       description="the ensemble's scikit-learn members")
+    drift: DriftSettings = Field(default_factory=DriftSettings,
+                                 description="drift_report: windows, methods, thresholds")
+    gate: GateSettings = Field(default_factory=GateSettings,
+                               description="the promotion gate")
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings,
+                                             description="performance_monitor and its check")
+
+    @classmethod
+    def from_values(cls, values: dict) -> "AmhsSettings":
+        """Settings from a mapping of fields (nested sections as mappings); an unknown field,
+        at the top or in a section, is an error that names the known ones."""
+        unknown = sorted(set(values) - set(cls.model_fields))
+        for section, model in SECTIONS.items():
+            if isinstance(values.get(section), dict):
+                unknown += [f"{section}.{k}" for k in sorted(set(values[section]) - set(model.model_fields))]
+        if unknown:
+            known = sorted(cls.model_fields) + [f"{s}.{k}" for s, m in SECTIONS.items()
+                                                 for k in m.model_fields]
+            raise ValueError(f"unknown AmhsSettings field(s) {unknown}; known: {known}")
+        return cls(**{k: SECTIONS[k](**v) if k in SECTIONS and isinstance(v, dict) else v
+                      for k, v in values.items()})
 
     @property
     def thresholds(self) -> dict:
@@ -92,26 +141,36 @@ class AmhsSettings(dg.ConfigurableResource):
                 "target_column": self.target_column}
 
     @property
-    def gate(self) -> GateConfig:
-        return GateConfig(tuple(self.promotion_metrics), self.promotion_margin)
+    def layout(self) -> DataLayout:
+        return DataLayout(Path(self.data_dir))
 
     @property
     def root(self) -> Path:
-        return Path(self.data_dir)
+        return self.layout.root
 
     @property
     def raw_dir(self) -> Path:
-        return self.root / "raw"
+        return self.layout.raw
 
     @property
     def reports_dir(self) -> Path:
-        path = self.root / "reports"
+        path = self.layout.reports
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.root / "quarantine"
+        return self.layout.quarantine
+
+
+def settings_from_environment(environment: Environment) -> AmhsSettings:
+    """This deployment's settings: the AMHS_SETTINGS file's fields, the data folder of
+    AMHS_DATA_DIR (which wins over the file's data_dir)."""
+    source = environment.settings_file or "AMHS_SETTINGS"
+    try:
+        return AmhsSettings.from_values(environment.settings)
+    except (ValueError, pydantic.ValidationError) as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 @dataclass
@@ -141,11 +200,17 @@ class MlflowTracking(dg.ConfigurableResource):
     def for_data_dir(cls, data_dir: str | Path, tracking_uri: str | None = None
                      ) -> "MlflowTracking":
         """The embedded store under <data>/mlflow/, or the server at tracking_uri."""
-        uri, artifacts = embedded_store(Path(data_dir))
-        lock = str(Path(data_dir).resolve() / "mlflow" / "registry.lock")
+        layout = DataLayout(Path(data_dir))
+        lock = str(layout.registry_lock)
         if tracking_uri:
             return cls(tracking_uri=tracking_uri, lock_path=lock)
-        return cls(tracking_uri=uri, artifact_location=artifacts, lock_path=lock)
+        return cls(tracking_uri=layout.embedded_tracking_uri,
+                   artifact_location=layout.embedded_artifacts, lock_path=lock)
+
+    @classmethod
+    def from_environment(cls, environment: Environment) -> "MlflowTracking":
+        """The embedded store under $AMHS_DATA_DIR/mlflow/, or MLFLOW_TRACKING_URI's server."""
+        return cls.for_data_dir(environment.data_dir, environment.tracking_uri)
 
     def client(self) -> MlflowClient:
         """A registry client, once the store answers (TrackingUnreachable after the retries)."""

@@ -11,9 +11,12 @@ import pandas as pd
 
 from amhs_assets.contract import REGISTERED_MODEL_NAME, REGRESSION_TARGETS, STATES
 from amhs_assets.evaluation.metrics import classification_metrics, regression_metrics
-from amhs_assets.models.xgb import TEST, VAL, ModelDataset, XgbModel, split_summary
+from amhs_assets.models.dataset import ModelDataset, split_summary
+from amhs_assets.models.kinds import KIND_NAMES
+from amhs_assets.models.splits import TEST, VAL
+from amhs_assets.models.xgb import XgbModel
 
-MODEL_ORDER = ("persistence", "xgb", "unified", "ensemble", "champion")
+MODEL_ORDER = ("persistence", *KIND_NAMES, "champion")
 # the fab's V8 bars (SEED.md): MAE below, R2 above, accuracy above
 V8_BARS = {"mae": 10.0, "r2": 0.65, "accuracy": 0.70}
 

@@ -30,6 +30,21 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(STATE
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def macro_f1(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the classes present in truth or prediction (NaN when none is), from counts
+    per class on the last axis: true positives, predicted and actual rows of each class. The one
+    definition of the evaluation and of live monitoring (one group or many groups at once)."""
+    tp, predicted, actual = (np.asarray(a, float) for a in (tp, predicted, actual))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.nan_to_num(np.where(actual > 0, tp / actual, np.nan))
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = (actual > 0) | (predicted > 0)
+    counted = present.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted > 0, (f1 * present).sum(axis=-1) / counted, np.nan)
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """Accuracy, macro-F1 (over classes present in truth or prediction), recall per state."""
     cm = confusion(y_true, y_pred)
@@ -38,14 +53,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     actual, predicted = cm.sum(axis=1), cm.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(actual > 0, tp / actual, np.nan)
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        f1 = np.where(precision + np.nan_to_num(recall) > 0,
-                      2 * precision * np.nan_to_num(recall) / (precision + np.nan_to_num(recall)),
-                      0.0)
-    present = (actual > 0) | (predicted > 0)
     return {
         "accuracy": float(tp.sum() / total) if total else float("nan"),
-        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(macro_f1(tp, predicted, actual)),
         "recall": {s: (None if np.isnan(r) else float(r)) for s, r in zip(STATES, recall)},
         "confusion_matrix": cm.tolist(),
         "n": int(total),

@@ -6,10 +6,7 @@ the test-window predictions and the feature importances, and writes the string t
 
 from __future__ import annotations
 
-import html
-import math
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -17,12 +14,15 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from amhs_assets.contract import CRITICAL_THRESHOLD_S, REGRESSION_TARGETS, STATES, WARNING_THRESHOLD_S
+from amhs_assets.contract import (
+    CRITICAL_THRESHOLD_S,
+    REGRESSION_TARGETS,
+    STATES,
+    WARNING_THRESHOLD_S,
+)
 from amhs_assets.evaluation.evaluate import MODEL_ORDER, V8_BARS
+from amhs_assets.html import OKABE_ITO, check_timezone, esc, local_time, note, num
 
-# Okabe-Ito: distinguishable with every common colour-vision deficiency
-OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
-             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
 MODEL_COLOURS = {"persistence": OKABE_ITO["black"], "xgb": OKABE_ITO["blue"],
                  "unified": OKABE_ITO["orange"], "ensemble": OKABE_ITO["green"],
                  "champion": OKABE_ITO["purple"]}
@@ -45,37 +45,6 @@ td.name,th.name{text-align:left}.pass{color:#0072B2;font-weight:600}.fail{color:
 """
 
 
-def _esc(value: Any) -> str:
-    """Text made safe for HTML."""
-    return html.escape(str(value))
-
-
-def _num(value: Any) -> float | None:
-    """A finite float, or None for None, NaN and non-numbers."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _note(text: str) -> str:
-    """A visible note standing in for a piece that could not be drawn."""
-    return f'<p class="note">{_esc(text)}</p>'
-
-
-def _local_time(value: Any, timezone: str) -> str:
-    """An ISO timestamp shown in the given timezone; '—' when absent."""
-    if value is None or value == "":
-        return "—"
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return _esc(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
-    return stamp.tz_convert(timezone).strftime("%Y-%m-%d %H:%M")
-
-
 def _model_sort_key(model: str) -> tuple[int, str]:
     """Known models in their usual order, others after them alphabetically."""
     return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model)
@@ -94,7 +63,7 @@ def _figure_html(fig: go.Figure) -> str:
 
 def improvement_pct(mae: Any, baseline_mae: Any) -> float | None:
     """MAE improvement over the baseline in percent (positive = better); None if undefined."""
-    mae, baseline_mae = _num(mae), _num(baseline_mae)
+    mae, baseline_mae = num(mae), num(baseline_mae)
     if mae is None or baseline_mae is None or baseline_mae == 0:
         return None
     return (baseline_mae - mae) / baseline_mae * 100.0
@@ -102,7 +71,7 @@ def improvement_pct(mae: Any, baseline_mae: Any) -> float | None:
 
 def passes_bar(metric: str, value: Any, bars: dict[str, float]) -> bool | None:
     """Whether a metric beats the bar (MAE below, others above); None without value or bar."""
-    value = _num(value)
+    value = num(value)
     if value is None or metric not in bars:
         return None
     return value < bars[metric] if metric == "mae" else value > bars[metric]
@@ -111,7 +80,7 @@ def passes_bar(metric: str, value: Any, bars: dict[str, float]) -> bool | None:
 def _metric_cell(metric: str, value: Any, bars: dict[str, float], fmt: str,
                  best: bool = False) -> str:
     """A table cell with the value and, where a bar applies, a coloured symbol and word."""
-    number = _num(value)
+    number = num(value)
     if number is None:
         return "<td>—</td>"
     text = format(number, fmt)
@@ -127,27 +96,27 @@ def _champion_label(champion: dict | None) -> str:
     """Registered name, version and the model it serves, as far as known."""
     if not champion:
         return "none"
-    label = _esc(champion.get("name") or "unnamed")
+    label = esc(champion.get("name") or "unnamed")
     version = champion.get("version")
-    label += f" v{_esc(version)}" if version is not None else " (not registered)"
-    return label + (f" · serves {_esc(champion['source'])}" if champion.get("source") else "")
+    label += f" v{esc(version)}" if version is not None else " (not registered)"
+    return label + (f" · serves {esc(champion['source'])}" if champion.get("source") else "")
 
 
 def _header_html(evaluation: dict, timezone: str) -> str:
     """Generation time, test window, champion and split sizes."""
     window = evaluation.get("test_window") or {}
     rows = ["<h1>AMHS model evaluation</h1>",
-            f"<p>Generated {_local_time(evaluation.get('generated_at'), timezone)} · times in "
-            f"<b>{_esc(timezone)}</b></p>",
-            f"<p>Test window: {_local_time(window.get('start'), timezone)} → "
-            f"{_local_time(window.get('end'), timezone)} ({_esc(window.get('rows', '—'))} rows) · "
+            f"<p>Generated {local_time(evaluation.get('generated_at'), timezone)} · times in "
+            f"<b>{esc(timezone)}</b></p>",
+            f"<p>Test window: {local_time(window.get('start'), timezone)} → "
+            f"{local_time(window.get('end'), timezone)} ({esc(window.get('rows', '—'))} rows) · "
             f"champion: <b>{_champion_label(evaluation.get('champion'))}</b></p>"]
     splits = evaluation.get("splits") or {}
     if splits:
         rows.append(_table(["split", "rows", "start", "end"], 1, [
-            [_name_cell(name), f"<td>{_esc(s.get('rows', '—'))}</td>",
-             f"<td>{_local_time(s.get('start'), timezone)}</td>",
-             f"<td>{_local_time(s.get('end'), timezone)}</td>"] for name, s in splits.items()]))
+            [_name_cell(name), f"<td>{esc(s.get('rows', '—'))}</td>",
+             f"<td>{local_time(s.get('start'), timezone)}</td>",
+             f"<td>{local_time(s.get('end'), timezone)}</td>"] for name, s in splits.items()]))
     return "\n".join(rows)
 
 
@@ -161,7 +130,7 @@ def _results_frame(evaluation: dict) -> pd.DataFrame:
 
 def _name_cell(text: Any) -> str:
     """A left-aligned text cell."""
-    return f'<td class="name">{_esc(text)}</td>'
+    return f'<td class="name">{esc(text)}</td>'
 
 
 def _table(headers: list[str], n_names: int, rows: list[list[str]]) -> str:
@@ -184,16 +153,16 @@ def _regression_table(rows: pd.DataFrame, bars: dict[str, float]) -> str:
         part = _by_model(rows[rows["target"] == target])
         base = part.loc[part["model"] == "persistence", "mae"]
         base_mae = base.iloc[0] if len(base) else None
-        best_mae = min((m for m in map(_num, part["mae"]) if m is not None), default=None)
+        best_mae = min((m for m in map(num, part["mae"]) if m is not None), default=None)
         for rec in part.to_dict("records"):
-            mae = _num(rec.get("mae"))
+            mae = num(rec.get("mae"))
             gain = None if rec["model"] == "persistence" else improvement_pct(mae, base_mae)
             body.append([_name_cell(target), _name_cell(rec["model"]),
                          _metric_cell("mae", mae, bars, ".2f", mae is not None and mae == best_mae),
                          _metric_cell("rmse", rec.get("rmse"), bars, ".2f"),
                          _metric_cell("r2", rec.get("r2"), bars, ".3f"),
                          f"<td>{gain:+.1f} %</td>" if gain is not None else "<td>—</td>",
-                         f"<td>{_esc(rec.get('n', '—'))}</td>"])
+                         f"<td>{esc(rec.get('n', '—'))}</td>"])
     return _table(["target", "model", "MAE (s)", "RMSE (s)", "R²", "MAE vs persistence", "n"], 2, body)
 
 
@@ -206,7 +175,7 @@ def _state_table(rows: pd.DataFrame, bars: dict[str, float]) -> str:
                      _metric_cell("accuracy", rec.get("accuracy"), bars, ".1%"),
                      _metric_cell("macro_f1", rec.get("macro_f1"), bars, ".3f"),
                      _metric_cell("recall", recall.get("CRITICAL"), bars, ".1%"),
-                     f"<td>{_esc(rec.get('n', '—'))}</td>"])
+                     f"<td>{esc(rec.get('n', '—'))}</td>"])
     return _table(["target", "model", "accuracy", "macro-F1", "CRITICAL recall", "n"], 2, body)
 
 
@@ -214,10 +183,10 @@ def _summary_html(results: pd.DataFrame, bars: dict[str, float]) -> str:
     """One regression table and one state table per horizon."""
     legend = " · ".join(BAR_LABELS[k].format(v=v) for k, v in bars.items() if k in BAR_LABELS)
     parts = [f"<h2>{SECTION_TITLES['summary']}</h2>",
-             f'<p class="muted">Bars (fab V8 model): {_esc(legend)}. ✔ pass / ✘ fail; '
+             f'<p class="muted">Bars (fab V8 model): {esc(legend)}. ✔ pass / ✘ fail; '
              "underlined = lowest MAE of its target.</p>"]
     if results.empty:
-        return "\n".join([*parts, _note("No evaluation results were recorded.")])
+        return "\n".join([*parts, note("No evaluation results were recorded.")])
     for horizon in _horizons(results["horizon"]):
         rows = results[results["horizon"] == horizon]
         parts += [f"<h3>Horizon {horizon} min</h3>", _regression_table(rows, bars),
@@ -288,12 +257,12 @@ def _day_figure(preds: pd.DataFrame, results: pd.DataFrame, horizon: int, timezo
     preds = preds[preds["horizon"] == horizon]
     model = _plotted_model(preds, results, horizon)
     if model is None:
-        return _note(f"Horizon {horizon} min: no predictions to plot.")
+        return note(f"Horizon {horizon} min: no predictions to plot.")
     local = preds["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None)  # wall clock for plotly
     rows, label = _one_day(preds.assign(local=local)[preds["model"] == model])
     lines = sorted(rows["line_id"].unique())[:MAX_LINES_IN_DAY_PLOT]
     if not lines:
-        return _note(f"Horizon {horizon} min: no {model} predictions with a timestamp.")
+        return note(f"Horizon {horizon} min: no {model} predictions with a timestamp.")
     fig = go.Figure()
     for i, line in enumerate(lines):
         fig.add_traces(_day_traces(rows[rows["line_id"] == line].sort_values("local"), model, i == 0))
@@ -312,7 +281,7 @@ def _residual_figure(preds: pd.DataFrame, horizon: int) -> str:
     residuals = {m: r for m, g in preds.groupby("model")
                  if len(r := (g["pred_avg"] - g["actual_avg"]).dropna().to_numpy())}
     if not residuals:
-        return _note(f"Horizon {horizon} min: no residuals (no predictions with a known actual).")
+        return note(f"Horizon {horizon} min: no residuals (no predictions with a known actual).")
     low, high = np.quantile(np.concatenate(list(residuals.values())), [0.005, 0.995])
     edges = np.linspace(low, high if high > low else low + 1.0, 61)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -343,7 +312,7 @@ def _confusion_matrices(results: pd.DataFrame, horizon: int) -> dict[str, np.nda
 def _confusion_figure(matrices: dict[str, np.ndarray], horizon: int) -> str:
     """Heatmaps side by side: colour and % by actual row, with the raw count."""
     if not matrices:
-        return _note(f"Horizon {horizon} min: no state results to show.")
+        return note(f"Horizon {horizon} min: no state results to show.")
     fig = make_subplots(rows=1, cols=len(matrices), subplot_titles=list(matrices),
                         horizontal_spacing=0.04)
     for i, (model, counts) in enumerate(matrices.items(), start=1):
@@ -365,7 +334,7 @@ def _importance_figure(importances: pd.DataFrame, horizon: int) -> str:
     part = importances[importances["horizon"] == horizon].groupby("feature")["gain"].sum().dropna()
     total = part.sum()
     if part.empty or not total > 0:
-        return _note(f"Horizon {horizon} min: no feature importances.")
+        return note(f"Horizon {horizon} min: no feature importances.")
     top = (part.nlargest(TOP_FEATURES) / total * 100).sort_values()
     fig = go.Figure(go.Bar(x=top.to_numpy(), y=top.index.astype(str), orientation="h",
                            marker_color=OKABE_ITO["blue"], hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
@@ -391,7 +360,7 @@ cause and effect.</li></ul>"""
 
 def _section(key: str, blocks: list[str], empty_note: str) -> str:
     """A titled section, or the note when it has no blocks."""
-    return "\n".join([f"<h2>{SECTION_TITLES[key]}</h2>", *(blocks or [_note(empty_note)])])
+    return "\n".join([f"<h2>{SECTION_TITLES[key]}</h2>", *(blocks or [note(empty_note)])])
 
 
 def _clean_predictions(predictions: pd.DataFrame | None) -> pd.DataFrame:
@@ -410,19 +379,10 @@ def _clean_predictions(predictions: pd.DataFrame | None) -> pd.DataFrame:
     return frame
 
 
-def _check_timezone(timezone: str) -> None:
-    """Fail early, and clearly, on a timezone name that is not an IANA zone."""
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"unknown timezone {timezone!r}: use an IANA name such as "
-                         "'Asia/Taipei'") from error
-
-
 def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importances: pd.DataFrame,
                            bars: dict | None = None, timezone: str = "UTC") -> str:
     """The evaluation report as one self-contained HTML page (plotly.js inlined once)."""
-    _check_timezone(timezone)
+    check_timezone(timezone)
     bars = {**V8_BARS, **(bars or {})}
     evaluation = evaluation or {}
     results, preds = _results_frame(evaluation), _clean_predictions(predictions)

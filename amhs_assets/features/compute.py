@@ -1,6 +1,6 @@
-"""Pure feature and target functions (SPEC sections 2 and 3), no Dagster.
+"""The 222 features (SPEC section 3), batch and online, no Dagster; the targets are in targets.py.
 
-One declarative plan (`feature_spec`) drives both paths through the same transforms, each
+One declarative plan (`spec`) drives both paths through the same transforms, each
 prepared once per block of series and then evaluated per window:
 - batch (`build_features`): per line, in blocks of CHUNK_ROWS rows plus LOOKBACK_MIN-1 rows of
   history, every row at once (prefix sums, O(n) min/max filters), no loop over rows;
@@ -19,15 +19,11 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from amhs_assets.contract import (
-    CRITICAL_THRESHOLD_S,
     FLAG_MISSING,
-    HORIZONS,
     KEY_COLUMNS,
     LOOKBACK_MIN,
     N_FEATURES,
     NUMERIC_COLUMNS,
-    TARGET_COLUMN,
-    WARNING_THRESHOLD_S,
 )
 from amhs_assets.features.spec import (
     BASE_SERIES,
@@ -36,19 +32,13 @@ from amhs_assets.features.spec import (
     DERIVED,
     FEATURE_NAMES,
     FEATURE_SPECS,
-    FEATURE_VERSION,
     FeatureSpec,
     calendar_features,
-    feature_catalog,
 )
-
-__all__ = ["FEATURE_VERSION", "FEATURE_NAMES", "feature_catalog", "build_features",
-           "feature_rows_usable", "online_features", "build_targets"]
 
 CHUNK_ROWS = 8_192  # rows per batch block: keeps prefix sums small and exact, blocks in cache
 _HISTORY = LOOKBACK_MIN - 1  # rows before a block that its first row may read
 _NEVER = -(1 << 40)  # position of an event that did not happen
-STATE_UNAVAILABLE = -1
 
 # a window: one length (batch, every row), the lengths of a group (online, last row) or None
 Window = int | np.ndarray | None
@@ -303,7 +293,7 @@ def _epoch_minutes(timestamps: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(timestamps).as_unit("s").asi8 // 60
 
 
-def _checked_bounds(cleaned: pd.DataFrame, columns: tuple[str, ...]) -> list[tuple[int, int]]:
+def checked_bounds(cleaned: pd.DataFrame, columns: tuple[str, ...]) -> list[tuple[int, int]]:
     """Line bounds of a cleaned frame after checking its columns and one-minute grid."""
     absent = [c for c in (*KEY_COLUMNS, *columns) if c not in cleaned.columns]
     if absent:
@@ -334,7 +324,7 @@ def _blocks(bounds: list[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
 
 def build_features(cleaned: pd.DataFrame) -> pd.DataFrame:
     """The 222 features (float32) of every row of a cleaned frame, with line_id and timestamp first."""
-    bounds = _checked_bounds(cleaned, NUMERIC_COLUMNS)
+    bounds = checked_bounds(cleaned, NUMERIC_COLUMNS)
     columns = [cleaned[c].to_numpy(np.float64) for c in NUMERIC_COLUMNS]
     minutes = _epoch_minutes(cleaned["timestamp"])
     out = np.empty((N_FEATURES, len(cleaned)), dtype=np.float32)
@@ -349,7 +339,7 @@ def build_features(cleaned: pd.DataFrame) -> pd.DataFrame:
 
 def feature_rows_usable(cleaned: pd.DataFrame) -> np.ndarray:
     """True where the row's whole lookback (LOOKBACK_MIN rows of its line) exists without a missing row."""
-    bounds = _checked_bounds(cleaned, (FLAG_MISSING,))
+    bounds = checked_bounds(cleaned, (FLAG_MISSING,))
     missing = cleaned[FLAG_MISSING].to_numpy(bool)
     usable = np.zeros(len(cleaned), dtype=bool)
     for start, stop in bounds:
@@ -388,45 +378,4 @@ def online_features(window: Mapping[str, np.ndarray] | pd.DataFrame, timestamp: 
 
 # --- targets (SPEC section 2) ------------------------------------------------------------------
 
-def _ahead(transform: str, x: np.ndarray, h: int) -> np.ndarray:
-    """A transform of each series of x over rows t+1..t+h (NaN where that passes the end)."""
-    spec = TRANSFORMS[transform]
-    trailing = spec.evaluate(spec.prepare(x), np.arange(len(x)), h, False)
-    out = np.full(trailing.shape, np.nan)
-    if trailing.shape[1] > h:  # a line shorter than the horizon has no complete window
-        out[:, : trailing.shape[1] - h] = trailing[:, h:]
-    return out
 
-
-def _line_targets(y: np.ndarray, alarms: np.ndarray, missing: np.ndarray, h: int,
-                  thresholds: tuple[float, float]) -> dict[str, np.ndarray]:
-    """min, max, avg and state of one line over minutes t+1..t+h."""
-    low, high, avg = (_ahead(k, y[None], h)[0] for k in ("min", "max", "mean"))
-    alarm_sum, missing_sum = _ahead("sum", np.stack([alarms, missing.astype(np.float64)]), h)
-    available = ~np.isnan(avg) & (missing_sum == 0)
-    warning_s, critical_s = thresholds
-    state = np.where((high >= critical_s) | (alarm_sum > 0), 2, np.where(high >= warning_s, 1, 0))
-    blank = np.where(available, 0.0, np.nan)
-    return {"min": low + blank, "max": high + blank, "avg": avg + blank,
-            "state": np.where(available, state, STATE_UNAVAILABLE).astype(np.int8)}
-
-
-def build_targets(cleaned: pd.DataFrame, horizons: tuple[int, ...] = HORIZONS,
-                  target_column: str = TARGET_COLUMN, warning_s: float = WARNING_THRESHOLD_S,
-                  critical_s: float = CRITICAL_THRESHOLD_S) -> pd.DataFrame:
-    """min_h, max_h, avg_h (NaN) and state_h (int8, -1) over minutes t+1..t+h of each row's line."""
-    bounds = _checked_bounds(cleaned, (target_column, "alarms_major", FLAG_MISSING))
-    y = cleaned[target_column].to_numpy(np.float64)
-    alarms = cleaned["alarms_major"].to_numpy(np.float64)
-    missing = cleaned[FLAG_MISSING].to_numpy(bool)
-    out = {"line_id": cleaned["line_id"].array, "timestamp": cleaned["timestamp"].array}
-    for h in horizons:
-        parts = {k: np.full(len(cleaned), np.nan) for k in ("min", "max", "avg")}
-        parts["state"] = np.full(len(cleaned), STATE_UNAVAILABLE, dtype=np.int8)
-        for start, stop in bounds:
-            line = _line_targets(y[start:stop], alarms[start:stop], missing[start:stop], int(h),
-                                 (warning_s, critical_s))
-            for k, values in line.items():
-                parts[k][start:stop] = values
-        out.update({f"{k}_{h}": v for k, v in parts.items()})
-    return pd.DataFrame(out, index=cleaned.index)

@@ -12,22 +12,25 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+from amhs_assets.config import setting
 from amhs_assets.contract import REGRESSION_TARGETS
-from amhs_assets.models.xgb import (
+from amhs_assets.models.dataset import (
     N_CLASSES,
-    TRAIN,
-    VAL,
-    HorizonModels,
     ModelDataset,
     baseline,
-    fallback_level,
     class_weights,
+    fallback_level,
     ordered,
     training_rows,
 )
+from amhs_assets.models.splits import TRAIN, VAL
+from amhs_assets.models.xgb import HorizonModels
 
 MEMBERS = ("xgb", "hgb", "mlp")
 WEIGHT_GRID = np.array([w for w in itertools.product(np.arange(11), repeat=3) if sum(w) == 10]) / 10
@@ -37,17 +40,17 @@ WEIGHT_GRID = np.array([w for w in itertools.product(np.arange(11), repeat=3) if
 class EnsembleConfig:
     """Sizes of the scikit-learn members; rows are subsampled for the MLP to bound its time."""
 
-    top_features: int = 64  # the members see the features XGBoost found most useful
-    hgb_max_iter: int = 150
-    hgb_learning_rate: float = 0.2
-    hgb_max_rows: int = 30_000
-    mlp_hidden: tuple[int, ...] = (64, 32)
-    mlp_epochs: int = 30
-    mlp_patience: int = 4
-    mlp_max_rows: int = 30_000
-    class_weight_power: float = 0.5
-    train_stride: int = 2  # every n-th training minute, as for XGBoost
-    seed: int = 42
+    top_features: int = setting(64, "the members see the features XGBoost found most useful")
+    hgb_max_iter: int = setting(150, "most iterations of the HistGradientBoosting members")
+    hgb_learning_rate: float = setting(0.2, "learning rate of the HistGradientBoosting members")
+    hgb_max_rows: int = setting(30_000, "most training rows of a HistGradientBoosting member")
+    mlp_hidden: tuple[int, ...] = setting((64, 32), "hidden layer sizes of the MLP")
+    mlp_epochs: int = setting(30, "most epochs of the MLP")
+    mlp_patience: int = setting(4, "MLP epochs without validation gain before stopping")
+    mlp_max_rows: int = setting(30_000, "most training rows of the MLP")
+    class_weight_power: float = setting(0.5, "state class weights, as for XGBoost")
+    train_stride: int = setting(2, "every n-th training minute, as for XGBoost")
+    seed: int = setting(42, "seed of every member")
 
 
 @dataclass

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from amhs_assets.config import setting
+
 TRAIN, VAL, TEST, PURGED = "train", "val", "test", "purged"
-SPLIT_CODES = {TRAIN: 0, VAL: 1, TEST: 2, PURGED: -1}
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """Fractions of each line's time span and the purge gap in minutes."""
 
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    gap_min: int = 25
+    val_fraction: float = setting(0.2, "share of each line's span for validation")
+    test_fraction: float = setting(0.2, "share of each line's span for test (the newest)")
+    gap_min: int = setting(25, "purge gap between splits, minutes (the largest horizon)")
 
     def __post_init__(self) -> None:
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1

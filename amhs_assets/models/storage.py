@@ -15,12 +15,11 @@ import numpy as np
 import xgboost as xgb
 
 from amhs_assets.models.ensemble import EnsembleModel, Scaler
-from amhs_assets.models.xgb import HorizonModels, XgbModel
+from amhs_assets.models.kinds import Model, kind_name
 from amhs_assets.models.unified import UnifiedModel
+from amhs_assets.models.xgb import HorizonModels, XgbModel
 
 MANIFEST = "manifest.json"
-Model = XgbModel | UnifiedModel | EnsembleModel
-KINDS = {XgbModel: "xgb", UnifiedModel: "unified", EnsembleModel: "ensemble"}
 
 
 def _save_boosters(boosters: dict[str, xgb.Booster], directory: Path, prefix: str) -> dict:
@@ -68,7 +67,7 @@ def _load_xgb(manifest: dict, directory: Path, feature_names: tuple[str, ...]) -
 def save_model(model: Model, directory: Path, feature_names: tuple[str, ...]) -> Path:
     """Write the model to directory (created) and return the manifest's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    kind = KINDS[type(model)]
+    kind = kind_name(model)
     manifest: dict = {"kind": kind, "feature_names": list(feature_names),
                       "horizons": [int(h) for h in model.horizons]}
     if kind == "xgb":

@@ -12,21 +12,23 @@ import numpy as np
 import xgboost as xgb
 
 from amhs_assets.contract import REGRESSION_TARGETS
-from amhs_assets.models.xgb import (
+from amhs_assets.models.dataset import (
     N_CLASSES,
-    REGRESSION_OBJECTIVE,
-    VAL,
-    Matrices,
     ModelDataset,
-    XgbConfig,
-    _predict,
     baseline,
     fallback_level,
-    fit_booster,
     ordered,
     state_labels,
     state_weights,
     training_rows,
+)
+from amhs_assets.models.splits import VAL
+from amhs_assets.models.xgb import (
+    REGRESSION_OBJECTIVE,
+    Matrices,
+    XgbConfig,
+    fit_booster,
+    predict_booster,
 )
 
 HORIZON_FEATURE = "horizon_min"
@@ -76,8 +78,8 @@ class UnifiedModel:
         h = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
         Xh = with_horizon(X, h)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + _predict(b, Xh) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": _predict(self.classifier, Xh).reshape(len(X), N_CLASSES)}
+        pred = {t: base + predict_booster(b, Xh) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)}
 
 
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4

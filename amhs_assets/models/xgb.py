@@ -1,4 +1,4 @@
-"""Training data and the per-horizon XGBoost models (the original V8 design), no Dagster.
+"""The per-horizon XGBoost models (the original V8 design), no Dagster.
 
 Regressors learn the *change* from the persistence value (the last known target value), not
 the level: tree models cannot extrapolate, and a regime with higher transfer times (drift)
@@ -11,95 +11,29 @@ import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
+from amhs_assets.config import setting
 from amhs_assets.contract import (
-    CRITICAL_THRESHOLD_S,
-    HORIZONS,
-    MAX_FILL_GAP_MIN,
-    NUMERIC_COLUMNS,
-    RAW_COLUMNS,
     REGRESSION_TARGETS,
-    STATES,
-    TARGET_COLUMN,
-    WARNING_THRESHOLD_S,
 )
-from amhs_assets.models.splits import TEST, TRAIN, VAL, SplitConfig, assign_splits
+from amhs_assets.models.dataset import (
+    N_CLASSES,
+    ModelDataset,
+    baseline,
+    fallback_level,
+    ordered,
+    state_labels,
+    state_weights,
+    training_rows,
+)
+from amhs_assets.models.splits import VAL
 
-N_CLASSES = len(STATES)
-UNAVAILABLE = -1
 # The figures that matter are MAEs and transfer times are heavy-tailed: fit the median.
 REGRESSION_OBJECTIVE = "reg:absoluteerror"
-ALARMS_FEATURE = "alarms_major__value"
-
-
-@dataclass
-class ModelDataset:
-    """Usable rows of every split: features, targets, baselines and split labels."""
-
-    feature_names: tuple[str, ...]
-    X: np.ndarray  # float32 (rows, features)
-    line_id: np.ndarray
-    timestamp: pd.DatetimeIndex
-    split: np.ndarray  # TRAIN / VAL / TEST
-    targets: pd.DataFrame  # f"{target}_{h}" columns, state as int codes (-1 unavailable)
-    persistence: np.ndarray  # last known value of the target column at t
-    alarms_now: np.ndarray  # alarms_major at t
-    persistence_index: int  # column of X holding the persistence value
-    alarms_index: int  # column of X holding alarms_major at t
-    horizons: tuple[int, ...]
-    boundaries: pd.DataFrame
-    thresholds: dict = field(default_factory=dict)  # warning_s, critical_s, target_column
-
-    def mask(self, split: str) -> np.ndarray:
-        return self.split == split
-
-    def target(self, name: str, h: int) -> np.ndarray:
-        return self.targets[f"{name}_{h}"].to_numpy()
-
-
-def build_dataset(features: pd.DataFrame, targets: pd.DataFrame, usable: np.ndarray,
-                  horizons: tuple[int, ...], config: SplitConfig, thresholds: dict
-                  ) -> ModelDataset:
-    """Join features and targets, drop unusable rows, and label each row's split."""
-    if len(features) != len(targets) or not (
-        features["timestamp"].to_numpy() == targets["timestamp"].to_numpy()
-    ).all():
-        raise ValueError("features and targets must hold the same rows in the same order")
-    split, bounds = assign_splits(features["line_id"], features["timestamp"], config)
-    keep = np.asarray(usable, bool) & (split != "purged")
-    names = tuple(c for c in features.columns if c not in ("line_id", "timestamp"))
-    kept = features.loc[keep]
-    column = thresholds.get("target_column", "transfer_time_avg_s")
-    base = f"{column}__last" if f"{column}__last" in kept else f"{column}__value"
-    return ModelDataset(
-        feature_names=names,
-        X=kept[list(names)].to_numpy(dtype=np.float32),
-        line_id=kept["line_id"].to_numpy(),
-        timestamp=pd.DatetimeIndex(kept["timestamp"]),
-        split=split[keep],
-        targets=targets.loc[keep].drop(columns=["line_id", "timestamp"]).reset_index(drop=True),
-        persistence=kept[base].to_numpy(dtype=np.float64),
-        alarms_now=kept[ALARMS_FEATURE].to_numpy(dtype=np.float64),
-        persistence_index=names.index(base),
-        alarms_index=names.index(ALARMS_FEATURE),
-        horizons=tuple(horizons),
-        boundaries=bounds,
-        thresholds=dict(thresholds),
-    )
-
-
-def persistence_state(persistence: np.ndarray, alarms_now: np.ndarray, thresholds: dict
-                      ) -> np.ndarray:
-    """The state the current minute would have if nothing changed (the baseline's state)."""
-    state = np.zeros(len(persistence), dtype=np.int8)
-    state[persistence >= thresholds["warning_s"]] = 1
-    state[(persistence >= thresholds["critical_s"]) | (alarms_now > 0)] = 2
-    return state
 
 
 @functools.cache
@@ -118,18 +52,21 @@ def detect_device() -> str:
 class XgbConfig:
     """Boosting settings shared by every XGBoost model."""
 
-    max_depth: int = 6
-    learning_rate: float = 0.08
-    subsample: float = 0.8
-    colsample_bytree: float = 0.5
-    min_child_weight: float = 5.0
-    max_bin: int = 64
-    num_boost_round: int = 400
-    early_stopping_rounds: int = 20
-    class_weight_power: float = 0.5  # 0: none, 1: fully balanced classes
-    train_stride: int = 2  # fit on every n-th training minute (neighbours are near duplicates)
-    device: str = "auto"
-    seed: int = 42
+    max_depth: int = setting(6, "deepest tree")
+    learning_rate: float = setting(0.08, "shrinkage per boosting round (eta)")
+    subsample: float = setting(0.8, "share of rows each tree sees")
+    colsample_bytree: float = setting(0.5, "share of features each tree sees")
+    min_child_weight: float = setting(5.0, "least hessian weight in a leaf")
+    max_bin: int = setting(64, "histogram bins per feature")
+    num_boost_round: int = setting(400, "most boosting rounds per model")
+    early_stopping_rounds: int = setting(20, "rounds without validation gain before stopping")
+    class_weight_power: float = setting(
+        0.5, "state classes weighed (n / (k * count)) ** power: 0 none, 1 fully balanced")
+    train_stride: int = setting(
+        2, "models learn from every n-th training minute (neighbouring minutes are near "
+           "duplicates; 1 = every minute, ~1.6x the time)")
+    device: str = setting("auto", "XGBoost device: auto (a GPU when one answers), cpu or cuda")
+    seed: int = setting(42, "seed of every fit")
 
     def params(self) -> dict:
         device = detect_device() if self.device == "auto" else self.device
@@ -139,13 +76,6 @@ class XgbConfig:
             "colsample_bytree": self.colsample_bytree, "min_child_weight": self.min_child_weight,
             "max_bin": self.max_bin, "seed": self.seed, "nthread": os.cpu_count() or 1,
         }
-
-
-def class_weights(y: np.ndarray, power: float) -> np.ndarray:
-    """Per-row weights (n / (k * count_c)) ** power: rare states count more."""
-    counts = np.bincount(y, minlength=N_CLASSES).astype(float)
-    per_class = np.where(counts > 0, len(y) / (N_CLASSES * np.maximum(counts, 1)), 0.0) ** power
-    return per_class[y]
 
 
 @dataclass
@@ -192,36 +122,6 @@ def fit_booster(config: XgbConfig, objective: str, matrices: Matrices, y: np.nda
                      early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False)
 
 
-def state_labels(state: np.ndarray) -> np.ndarray:
-    """State codes as float labels, NaN where the state is unavailable (-1)."""
-    return np.where(state >= 0, state, np.nan).astype(float)
-
-
-def state_weights(labels: np.ndarray, power: float) -> np.ndarray:
-    """Class weights of the labelled rows (0 where the state is unavailable)."""
-    known = ~np.isnan(labels)
-    out = np.zeros(len(labels))
-    out[known] = class_weights(labels[known].astype(int), power)
-    return out
-
-
-def training_rows(ds: "ModelDataset", stride: int) -> np.ndarray:
-    """Indices of every stride-th training row: neighbouring minutes are near duplicates."""
-    return np.flatnonzero(ds.mask(TRAIN))[::max(1, stride)]
-
-
-def baseline(persistence: np.ndarray, fallback: float) -> np.ndarray:
-    """Persistence with unknown values replaced by a fallback level."""
-    return np.where(np.isnan(persistence), fallback, persistence)
-
-
-def ordered(pred: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Enforce min <= avg <= max (and no negative times) on regression predictions."""
-    avg = np.maximum(pred["avg"], 0.0)
-    return pred | {"avg": avg, "min": np.clip(pred["min"], 0.0, avg),
-                   "max": np.maximum(pred["max"], avg)}
-
-
 @dataclass
 class HorizonModels:
     """One horizon's original design: XGBoost regressors for min/max/avg and a state classifier."""
@@ -237,8 +137,8 @@ class HorizonModels:
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + _predict(b, X) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": _predict(self.classifier, X).reshape(len(X), N_CLASSES)}
+        pred = {t: base + predict_booster(b, X) for t, b in self.regressors.items()}
+        return ordered(pred) | {"proba": predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)}
 
     def gain(self) -> np.ndarray:
         """Total gain of each feature over the four models."""
@@ -249,18 +149,11 @@ class HorizonModels:
         return gain
 
 
-def _predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
+def predict_booster(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     """Predictions with the early-stopped number of trees (in place: no DMatrix per call)."""
     best = getattr(booster, "best_iteration", None)
     rng = (0, best + 1) if best is not None else (0, 0)
     return booster.inplace_predict(X, iteration_range=rng)
-
-
-def fallback_level(ds: ModelDataset, h: int | None = None) -> float:
-    """The level used where persistence is unknown: the training rows' median avg at horizon h
-    (the first horizon by default)."""
-    h = ds.horizons[0] if h is None else h
-    return float(np.nanmedian(ds.target("avg", h)[ds.mask(TRAIN)]))
 
 
 def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
@@ -317,55 +210,3 @@ class XgbModel:
         return self.horizon_models[h].predict(X)
 
 
-@dataclass
-class PersistenceModel:
-    """The baseline: the current value carried forward, and the state it implies now."""
-
-    persistence_index: int
-    alarms_index: int
-    fallback: float
-    thresholds: dict
-    horizons: tuple[int, ...]
-
-    @classmethod
-    def from_dataset(cls, ds: ModelDataset) -> "PersistenceModel":
-        fallback = fallback_level(ds)
-        return cls(ds.persistence_index, ds.alarms_index, fallback, ds.thresholds, ds.horizons)
-
-    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
-        value = baseline(X[:, self.persistence_index].astype(float), self.fallback)
-        state = persistence_state(value, X[:, self.alarms_index], self.thresholds)
-        return {"min": value, "max": value, "avg": value,
-                "proba": np.eye(N_CLASSES)[state]}
-
-
-def split_summary(ds: ModelDataset) -> dict[str, dict]:
-    """Rows and time range of each split, for reports."""
-    out = {}
-    for name in (TRAIN, VAL, TEST):
-        m = ds.mask(name)
-        ts = ds.timestamp[m]
-        out[name] = {"rows": int(m.sum()),
-                     "start": ts.min().isoformat() if m.any() else None,
-                     "end": ts.max().isoformat() if m.any() else None}
-    return out
-
-
-def dataset_from_raw(raw: pd.DataFrame, horizons: tuple[int, ...] = HORIZONS,
-                     thresholds: dict | None = None, gap_min: int | None = None
-                     ) -> tuple[pd.DataFrame, ModelDataset]:
-    """The cleaned grid and the modelling dataset of raw rows already known to be valid
-    (simulated data in tests and benchmarks): no quarantine, no file bookkeeping."""
-    from amhs_assets.features.compute import build_features, build_targets, feature_rows_usable
-    from amhs_assets.ingest.clean import regularize
-
-    typed = raw.astype({c: "float64" for c in NUMERIC_COLUMNS})[list(RAW_COLUMNS)]
-    cleaned = regularize(typed, MAX_FILL_GAP_MIN)
-    thresholds = thresholds or {"warning_s": WARNING_THRESHOLD_S,
-                                "critical_s": CRITICAL_THRESHOLD_S, "target_column": TARGET_COLUMN}
-    split = SplitConfig(gap_min=max(horizons) if gap_min is None else gap_min)
-    ds = build_dataset(build_features(cleaned),
-                       build_targets(cleaned, horizons, thresholds["target_column"],
-                                     thresholds["warning_s"], thresholds["critical_s"]),
-                       feature_rows_usable(cleaned), horizons, split, thresholds)
-    return cleaned, ds

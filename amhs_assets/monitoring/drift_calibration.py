@@ -9,7 +9,7 @@ window out, pooled over lines).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from evidently.legacy.calculations.stattests.registry import (
 )
 from evidently.legacy.core import ColumnType
 
+from amhs_assets.config import setting
 from amhs_assets.contract import FLAG_MISSING, KEY_COLUMNS, NUMERIC_COLUMNS
 
 TRIMMED_WASSERSTEIN = "amhs_trimmed_wasserstein"
@@ -40,20 +41,27 @@ DRIFT_COLUMNS: tuple[str, ...] = tuple(c for c in NUMERIC_COLUMNS if c not in NO
 class DriftConfig:
     """Windows, methods, thresholds and the decision rule of drift detection."""
 
-    current_hours: float = 24.0  # length of the current window, and of the calibration windows
-    method: str = TRIMMED_WASSERSTEIN
-    per_column_method: Mapping[str, str] = field(
-        default_factory=lambda: dict.fromkeys(EVENT_COLUMNS, "wasserstein"))
-    threshold_quantile: float = 1.0  # of the calibration scores; 1.0 = the largest
-    threshold_margin: float = 1.3
-    min_threshold: float = 0.1
-    drift_share: float = 0.2  # share of drifted (line, column) pairs that means drift
-    min_rows: int = 60  # fewer non-empty values: the pair is not compared
-    min_window_coverage: float = 0.5  # calibration windows need this share of their minutes
-    # fewer reference windows than this on every line: thresholds would be a guess (a week of
-    # daily windows covers each weekday once)
-    min_reference_windows: int = 7
-    columns: tuple[str, ...] = DRIFT_COLUMNS
+    current_hours: float = setting(
+        24.0, "the current window of the drift report (and of each calibration window), hours "
+              "up to the last minute")
+    method: str = setting(TRIMMED_WASSERSTEIN, "distance of a column's current values from "
+                                               "its reference (an Evidently method)")
+    per_column_method: Mapping[str, str] = setting(
+        dict.fromkeys(EVENT_COLUMNS, "wasserstein"),
+        "methods of particular columns (rare events drift in their tail)")
+    threshold_quantile: float = setting(
+        1.0, "a column's threshold: this quantile of its calibration scores (1.0 = the largest)")
+    threshold_margin: float = setting(1.3, "... times this margin")
+    min_threshold: float = setting(0.1, "... and at least this")
+    drift_share: float = setting(0.2, "drift when at least this share of (line, column) pairs "
+                                      "is beyond its threshold")
+    min_rows: int = setting(60, "fewer non-empty values: the pair is not compared")
+    min_window_coverage: float = setting(
+        0.5, "calibration windows need this share of their minutes")
+    min_reference_windows: int = setting(
+        7, "fewer reference windows than this on every line: no verdict (thresholds would be "
+           "a guess; a week of daily windows covers each weekday once)")
+    columns: tuple[str, ...] = setting(DRIFT_COLUMNS, "the columns compared")
 
     def __post_init__(self) -> None:
         for column, method in {"*": self.method, **self.per_column_method}.items():

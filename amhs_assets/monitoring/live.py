@@ -18,7 +18,9 @@ import orjson
 import pandas as pd
 
 from amhs_assets.contract import LOOKBACK_MIN, REGISTERED_MODEL_NAME, REGRESSION_TARGETS, STATES
-from amhs_assets.features.compute import FEATURE_NAMES, build_features, build_targets, feature_rows_usable
+from amhs_assets.features.compute import build_features, feature_rows_usable
+from amhs_assets.features.spec import FEATURE_NAMES
+from amhs_assets.features.targets import build_targets
 
 API, BACKTEST = "api", "backtest"
 PREDICTED = tuple(f"pred_{t}" for t in REGRESSION_TARGETS)

@@ -1,7 +1,7 @@
 """Live performance against the evaluated level, no Dagster: metrics per line, horizon, model
 version and hour/day, the degradation verdict, performance.json and the Parquet history.
 
-Input is a scored frame (``live_predictions.score``): one row per line, minute, horizon and
+Input is a scored frame (``monitoring.live.score``): one row per line, minute, horizon and
 model version with its predictions and, once they have arrived, the actual outcomes.
 """
 
@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from amhs_assets.config import setting
 from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.evaluation.metrics import macro_f1
 from amhs_assets.monitoring.live import known
 
 METRICS = ("mae_min", "mae_max", "mae_avg", "accuracy", "macro_f1", "critical_recall")
@@ -25,6 +27,22 @@ PERIODS = {"hour": "h", "day": "D"}
 PERIOD_KEY = ("line_id", "horizon", "period", "period_start")  # what a recomputation replaces
 HISTORY_KEY = (*PERIOD_KEY, "model_version", "source")  # unique in the history
 CRITICAL = STATES.index("CRITICAL")
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """What performance_monitor scores and when its check fails."""
+
+    window_hours: float = setting(
+        24.0, "the check compares the live avg MAE over this many hours of known outcomes, up "
+              "to the newest, with the evaluated one")
+    margin: float = setting(
+        0.25, "the check fails when live avg MAE is worse than evaluated by more than this "
+              "share (0.25 = 25 %) at a horizon")
+    min_rows: int = setting(60, "a horizon with fewer scored rows in the window is not judged")
+    backtest_hours: float = setting(
+        72.0, "scores the newest this many hours (from local midnight), backtesting the "
+              "champion where the API logged no prediction")
 
 
 # --- metrics of groups of scored rows, vectorised -------------------------------------------
@@ -42,7 +60,7 @@ def _indicators(scored: pd.DataFrame) -> pd.DataFrame:
 
 def group_metrics(scored: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Rows, MAE of min/max/avg, state accuracy, macro-F1 (over the states present in truth or
-    prediction, as metrics.classification_metrics) and CRITICAL recall per group of known rows."""
+    prediction, as the evaluation: metrics.macro_f1) and CRITICAL recall per group of known rows."""
     rows = scored[known(scored)]
     sums = pd.concat([rows[keys], _indicators(rows)], axis=1).groupby(keys, sort=True).sum()
     n = rows.groupby(keys, sort=True).size()
@@ -50,13 +68,9 @@ def group_metrics(scored: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for t in REGRESSION_TARGETS:
         out[f"mae_{t}"] = sums[f"abs_{t}"] / n
     out["accuracy"] = sums["hit"] / n
-    f1, present = [], []
-    for i in range(len(STATES)):
-        both = sums[f"pred_{i}"] + sums[f"act_{i}"]
-        f1.append((2 * sums[f"tp_{i}"] / both.where(both > 0)).fillna(0.0))
-        present.append(both > 0)
-    f1_sum = sum(f * p for f, p in zip(f1, present))
-    out["macro_f1"] = f1_sum / sum(p.astype(int) for p in present)
+    counts = {k: sums[[f"{k}_{i}" for i in range(len(STATES))]].to_numpy()
+              for k in ("tp", "pred", "act")}
+    out["macro_f1"] = macro_f1(counts["tp"], counts["pred"], counts["act"])
     out["critical_recall"] = sums[f"tp_{CRITICAL}"] / sums[f"act_{CRITICAL}"].where(
         sums[f"act_{CRITICAL}"] > 0)
     return out.reset_index()

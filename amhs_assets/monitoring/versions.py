@@ -8,10 +8,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from amhs_assets.monitoring.performance import levels_from_run_metrics, levels_from_tags
-from amhs_assets.registry.gate import (
-    MANUAL,
-    PROMOTED,
-    ROLLBACK,
+from amhs_assets.registry.store import not_found
+from amhs_assets.registry.tags import (
     TAG_DECIDED_AT,
     TAG_DECIDED_BY,
     TAG_DECISION,
@@ -21,11 +19,9 @@ from amhs_assets.registry.gate import (
     TAG_ROLLED_BACK_AT,
     TAG_ROLLED_BACK_BY,
 )
-from amhs_assets.registry.store import _absent
 
 EVENT_COLUMNS = ["at", "version", "event", "kind", "reason", "by"]
 # events that put a version in front of users
-CHAMPION_EVENTS = (PROMOTED, MANUAL, ROLLBACK)
 
 
 def version_levels(client: MlflowClient, name: str, version: str
@@ -35,7 +31,7 @@ def version_levels(client: MlflowClient, name: str, version: str
     try:
         found = client.get_model_version(name, str(version))
     except MlflowException as exc:
-        if _absent(exc):
+        if not_found(exc):
             return {}, f"v{version} is not in the registry"
         raise
     tags = dict(found.tags)
@@ -58,7 +54,7 @@ def version_events(client: MlflowClient, name: str) -> pd.DataFrame:
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException as exc:
-        if not _absent(exc):
+        if not not_found(exc):
             raise
         versions = []
     rows = []

@@ -26,7 +26,8 @@ from amhs_assets.contract import (
     REGRESSION_TARGETS,
     STATES,
 )
-from amhs_assets.features.compute import FEATURE_VERSION, online_features
+from amhs_assets.features.compute import online_features
+from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.ingest.clean import schema_failures, type_columns
 from amhs_assets.models.storage import Model, load_model, save_model
 

@@ -30,7 +30,9 @@ from amhs_assets.contract import (
     LOOKBACK_MIN,
     RAW_COLUMNS,
 )
-from amhs_assets.registry.gate import (
+from amhs_assets.registry.gate import Decision, GateConfig, VersionRef, decide
+from amhs_assets.registry.predictor import AmhsPredictor, log_predictor
+from amhs_assets.registry.tags import (
     MANUAL,
     ROLLBACK,
     TAG_DECIDED_AT,
@@ -42,15 +44,9 @@ from amhs_assets.registry.gate import (
     TAG_ROLLBACK_REASON,
     TAG_ROLLED_BACK_AT,
     TAG_ROLLED_BACK_BY,
-    Decision,
-    GateConfig,
-    VersionRef,
-    decide,
     now_iso,
 )
-from amhs_assets.registry.predictor import AmhsPredictor, log_predictor
 
-EXPERIMENT = "amhs"
 # mlflow's own HTTP retries (its defaults retry for minutes): a few, quickly
 HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
@@ -69,12 +65,6 @@ class RegistrationFailed(RuntimeError):
 
 
 # --- connection -----------------------------------------------------------------------------
-def embedded_store(data_dir: Path) -> tuple[str, str]:
-    """The embedded default: (sqlite tracking URI, artifact folder) under <data>/mlflow/."""
-    root = Path(data_dir).resolve() / "mlflow"
-    return f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
-
-
 def check_reachable(uri: str, attempts: int = 3, timeout_s: float = 5.0, pause_s: float = 0.5
                     ) -> None:
     """Raise TrackingUnreachable unless an HTTP server answers /health within `attempts` tries."""
@@ -200,13 +190,13 @@ def version_ref(client: MlflowClient, name: str, alias: str) -> VersionRef | Non
     try:
         found = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _absent(exc):
+        if not_found(exc):
             return None
         raise  # a server error is not "no champion": the gate must not act on it
     return VersionRef(str(found.version), dict(found.tags))
 
 
-def _absent(exc: MlflowException) -> bool:
+def not_found(exc: MlflowException) -> bool:
     """Whether MLflow said the model or the alias does not exist (and nothing else went wrong)."""
     return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
         exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc)
@@ -294,7 +284,7 @@ def _champion_now(client: MlflowClient, name: str) -> str | None:
 
 def apply_gate(client: MlflowClient, name: str, config: GateConfig, feature_version: str,
                lock_path: Path, who: str) -> Decision:
-    """Decide on the challenger (promotion.decide), record the decision on it, move the champion."""
+    """Decide on the challenger (gate.decide), record the decision on it, move the champion."""
     with exclusive_lock(lock_path):
         challenger = version_ref(client, name, CHALLENGER_ALIAS)
         champion = version_ref(client, name, CHAMPION_ALIAS)
@@ -370,7 +360,7 @@ def version_table(client: MlflowClient, name: str) -> pd.DataFrame:
         versions = client.search_model_versions(f"name='{name}'")
         aliases = client.get_registered_model(name).aliases  # search results may omit them
     except MlflowException as exc:
-        if not _absent(exc):
+        if not not_found(exc):
             raise
         versions, aliases = [], {}
     rows = []

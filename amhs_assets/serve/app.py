@@ -9,15 +9,15 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
-from fastapi.openapi.utils import get_openapi
 
 from amhs_assets.serve.config import ServeSettings
-from amhs_assets.serve.prometheus import MetricsMiddleware, ServeMetrics
 from amhs_assets.serve.model_store import ModelStore
 from amhs_assets.serve.prediction_log import PredictionLog
+from amhs_assets.serve.prometheus import MetricsMiddleware, ServeMetrics
 from amhs_assets.serve.routes import json_response, router
 from amhs_assets.serve.schemas import REQUEST_TITLE, request_adapter
 from amhs_assets.serve.validation import RequestError

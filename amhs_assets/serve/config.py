@@ -1,4 +1,5 @@
-"""Settings of the REST API, read once from the environment (the only place that reads it)."""
+"""Settings of the REST API: the deployment from `amhs_assets.config`, and the API's own limits
+from its environment variables."""
 
 from __future__ import annotations
 
@@ -6,21 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from amhs_assets.config import DEFAULT_DATA_DIR, DataLayout, read_environment
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 
 DEFAULT_MAX_ROWS = 20_000  # rows per request: about 160 lines of 120 minutes
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a contract row is about 700 bytes of JSON
 DEFAULT_RELOAD_INTERVAL_S = 60.0
-
-
-def default_tracking_uri(data_dir: Path) -> str:
-    """The MLflow store when MLFLOW_TRACKING_URI is unset: the registry's embedded SQLite store
-    under $AMHS_DATA_DIR/mlflow/ (one definition, in amhs_assets.registry.store)."""
-    from amhs_assets.registry.store import embedded_store
-
-    uri, _ = embedded_store(Path(data_dir))
-    Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return uri
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -41,8 +33,8 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 class ServeSettings:
     """Where the model and the data live, and the limits of a request."""
 
-    data_dir: Path = Path("data")
-    tracking_uri: str | None = None  # None: default_tracking_uri(data_dir)
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    tracking_uri: str | None = None  # None: the embedded store under the data folder
     model_name: str = REGISTERED_MODEL_NAME
     alias: str = CHAMPION_ALIAS
     api_token: str | None = None  # None or empty: POST /v1/reload is disabled
@@ -56,9 +48,10 @@ class ServeSettings:
         """AMHS_DATA_DIR, MLFLOW_TRACKING_URI, AMHS_API_TOKEN, AMHS_RELOAD_INTERVAL_S,
         AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES, AMHS_LOG_PREDICTIONS (0 turns the log off)."""
         env = dict(os.environ if env is None else env)
+        deployment = read_environment(env)
         return cls(
-            data_dir=Path(env.get("AMHS_DATA_DIR") or "data"),
-            tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            data_dir=deployment.data_dir,
+            tracking_uri=deployment.tracking_uri,
             api_token=env.get("AMHS_API_TOKEN") or None,
             reload_interval_s=_float(env, "AMHS_RELOAD_INTERVAL_S", DEFAULT_RELOAD_INTERVAL_S),
             max_rows=int(_float(env, "AMHS_MAX_ROWS", DEFAULT_MAX_ROWS)),
@@ -67,16 +60,23 @@ class ServeSettings:
         )
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_dir)
+
+    @property
     def resolved_tracking_uri(self) -> str:
-        """MLFLOW_TRACKING_URI, or the default store under the data folder."""
-        return self.tracking_uri or default_tracking_uri(self.data_dir)
+        """MLFLOW_TRACKING_URI, or the embedded store under the data folder (created)."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        self.layout.mlflow.mkdir(parents=True, exist_ok=True)
+        return self.layout.embedded_tracking_uri
 
     @property
     def predictions_dir(self) -> Path:
         """Where the prediction log goes."""
-        return self.data_dir / "predictions"
+        return self.layout.predictions
 
     @property
     def dashboard_path(self) -> Path:
         """The monitoring dashboard that /dashboard serves."""
-        return self.data_dir / "reports" / "dashboard.html"
+        return self.layout.dashboard

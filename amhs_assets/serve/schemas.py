@@ -21,6 +21,7 @@ from amhs_assets.contract import (
     TRANSFER_TIME_COLUMNS,
     ColumnSpec,
 )
+from amhs_assets.documents import LineForecast
 
 ROW_TITLE = "RawRow"
 REQUEST_TITLE = "PredictRequest"
@@ -73,32 +74,6 @@ def request_adapter(max_rows: int) -> TypeAdapter:
 
 # --- responses (documented in the OpenAPI schema; written with orjson) ------------------------
 
-class Proba(BaseModel):
-    """Class probabilities of the state."""
-
-    NORMAL: float
-    WARNING: float
-    CRITICAL: float
-
-
-class HorizonPrediction(BaseModel):
-    """One horizon's forecast of the target column over minutes t+1..t+h."""
-
-    min: float
-    max: float
-    avg: float
-    state: Literal["NORMAL", "WARNING", "CRITICAL"]
-    proba: Proba
-
-
-class LinePrediction(BaseModel):
-    """Forecasts for a line's latest minute, keyed by horizon in minutes ("10", "15", "25")."""
-
-    line_id: str
-    as_of: str = Field(description="the line's latest minute, UTC, ISO 8601")
-    horizons: dict[str, HorizonPrediction]
-
-
 class ModelRef(BaseModel):
     """The model version that answered."""
 
@@ -112,7 +87,7 @@ class PredictResponse(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
     model: ModelRef
-    predictions: list[LinePrediction]
+    predictions: list[LineForecast]
 
 
 class ErrorItem(BaseModel):

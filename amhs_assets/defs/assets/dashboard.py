@@ -8,10 +8,10 @@ import pandas as pd
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
 from amhs_assets.dashboard.page import DashboardInputs, quarantined_per_day, render_dashboard
-from amhs_assets.monitoring.performance import PerformanceResult
-from amhs_assets.registry.store import version_ref
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.monitoring.performance import PerformanceResult
 from amhs_assets.monitoring.versions import version_events
+from amhs_assets.registry.store import version_ref
 
 GROUP = "monitoring"
 DRIFT_REPORTS_SHOWN = 200
@@ -53,7 +53,7 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettin
         history=performance_monitor.history, drift=drift_report, drift_history=drifts,
         versions=events, champion=champion.version if champion else None,
         quality=_read_json(settings.reports_dir / "data_quality.json"), quarantined=quarantined,
-        undated_quarantined=undated, timezone=tz, margin=settings.performance_margin))
+        undated_quarantined=undated, timezone=tz, margin=settings.performance.margin))
     path = settings.reports_dir / "dashboard.html"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -5,14 +5,16 @@ import numpy as np
 import pandas as pd
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets.monitoring.drift import detect_drift, latest_window, reference_window
-from amhs_assets.monitoring.drift_calibration import DriftConfig
-from amhs_assets.features.compute import FEATURE_NAMES, feature_rows_usable
-from amhs_assets.models.xgb import HorizonModels, ModelDataset
-from amhs_assets.registry.gate import train_window_from_tags
-from amhs_assets.registry.store import TrackingUnreachable, version_ref
-from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.documents import write_json
+from amhs_assets.features.compute import feature_rows_usable
+from amhs_assets.features.spec import FEATURE_NAMES
+from amhs_assets.models.dataset import ModelDataset
+from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.monitoring.drift import detect_drift, latest_window, reference_window
+from amhs_assets.registry.store import TrackingUnreachable, version_ref
+from amhs_assets.registry.tags import train_window_from_tags
 
 GROUP = "monitoring"
 
@@ -53,7 +55,7 @@ def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
                  amhs_features: pd.DataFrame, model_dataset: ModelDataset,
                  horizon_models: dict[str, HorizonModels]):
     """Drift of the latest day against the champion's training window, per line: inputs, target, predictions."""
-    config = DriftConfig(current_hours=settings.drift_current_hours)
+    config = settings.drift.pure()
     cleaned = cleaned_amhs_logs
     reference, source = reference_window(cleaned, model_dataset.boundaries,
                                          *champion_training_window(context, mlflow))

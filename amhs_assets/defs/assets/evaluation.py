@@ -6,47 +6,47 @@ import dagster as dg
 import pandas as pd
 
 from amhs_assets.contract import REGISTERED_MODEL_NAME
-from amhs_assets.models.ensemble import EnsembleModel
+from amhs_assets.defs.assets.training import CANDIDATE_INS
+from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.documents import EvaluationDocument, write_json
 from amhs_assets.evaluation.evaluate import (
     V8_BARS,
     best_on_validation,
-    serving_latency_ms,
     evaluation_document,
     evaluation_records,
     feature_importances,
     predictions_frame,
+    serving_latency_ms,
     summary_table,
 )
-from amhs_assets.features.compute import FEATURE_VERSION
-from amhs_assets.models.xgb import HorizonModels, ModelDataset, PersistenceModel, XgbModel
+from amhs_assets.evaluation.report import render_evaluation_html
+from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.models.dataset import ModelDataset
+from amhs_assets.models.kinds import KIND_NAMES, candidate_models
+from amhs_assets.models.persistence import PersistenceModel
+from amhs_assets.models.xgb import XgbModel
 from amhs_assets.registry.gate import champion_entry, persistence_verdicts
 from amhs_assets.registry.store import champion_for_evaluation, evaluation_metrics
-from amhs_assets.evaluation.report import render_evaluation_html
-from amhs_assets.reporting import markdown_table, write_json
-from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.models.unified import UnifiedModel
 
 GROUP = "evaluation"
-CANDIDATES = ("xgb", "unified", "ensemble")
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"json", "html", "mlflow"},
-    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    ins=CANDIDATE_INS,
     check_specs=[dg.AssetCheckSpec(f"{m}_beats_persistence", asset="evaluation_report",
                                    description=f"{m} has a lower avg MAE than persistence at "
                                                "every horizon on the test window")
-                 for m in CANDIDATES],
+                 for m in KIND_NAMES],
 )
 def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
                       mlflow: MlflowTracking, model_dataset: ModelDataset,
-                      horizon_models: dict[str, HorizonModels], unified_model: UnifiedModel,
-                      ensemble_model: EnsembleModel):
+                      **models):
     """Every model x horizon x target on the test window: evaluation.json and an HTML report with plots."""
     ds = model_dataset
-    xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
-    candidates = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}
+    candidates = candidate_models(models)
     latency = {name: serving_latency_ms(m, ds) for name, m in candidates.items()}
     best, val_scores = best_on_validation(candidates, ds, latency,
                                           settings.serve_latency_budget_ms)
@@ -66,7 +66,7 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     document["candidate"] = {"source": best, "validation_avg_mae": val_scores,
                              "serving_latency_ms": latency,
                              "latency_budget_ms": settings.serve_latency_budget_ms}
-    json_path, html_path = write_reports(settings, document, predictions, xgb)
+    json_path, html_path = write_reports(settings, document, predictions, candidates["xgb"])
     summary = summary_table(records)
     context.log.info("\n" + summary.round(3).to_string(index=False))
     mlflow_run = log_evaluation(mlflow, context, document, (json_path, html_path))
@@ -108,6 +108,7 @@ def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFr
                   xgb: XgbModel) -> tuple[Path, Path]:
     """evaluation.json and evaluation.html in the reports folder."""
     reports = settings.reports_dir
+    EvaluationDocument.model_validate(document)  # the shape other programs read
     json_path = write_json(reports / "evaluation.json", document)
     html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
                                   timezone=settings.fab_timezone)
@@ -122,4 +123,4 @@ def persistence_checks(summary: pd.DataFrame) -> list[dg.AssetCheckResult]:
         check_name=f"{model}_beats_persistence", passed=verdict["passed"],
         metadata={**{f"mae_{h}": v for h, v in verdict["mae"].items()},
                   **{f"persistence_mae_{h}": v for h, v in verdict["persistence_mae"].items()}})
-        for model, verdict in persistence_verdicts(summary, CANDIDATES).items()]
+        for model, verdict in persistence_verdicts(summary, KIND_NAMES).items()]

@@ -5,15 +5,13 @@ import numpy as np
 import pandas as pd
 
 from amhs_assets.contract import STATES
-from amhs_assets.features.compute import (
-    FEATURE_VERSION,
-    build_features,
-    build_targets,
-    feature_catalog as make_catalog,
-    feature_rows_usable,
-)
-from amhs_assets.reporting import markdown_table
+from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.partitions import deployment_horizons
 from amhs_assets.defs.resources import AmhsSettings
+from amhs_assets.features.compute import build_features, feature_rows_usable
+from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.features.spec import feature_catalog as make_catalog
+from amhs_assets.features.targets import build_targets
 
 GROUP = "features"
 
@@ -54,10 +52,10 @@ def feature_catalog(settings: AmhsSettings) -> dg.Output[pd.DataFrame]:
 def amhs_targets(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame
                  ) -> dg.Output[pd.DataFrame]:
     """MIN, MAX, AVG of the target column over the next h minutes and the 3-class state, per horizon."""
-    targets = build_targets(cleaned_amhs_logs, tuple(settings.horizons), settings.target_column,
+    targets = build_targets(cleaned_amhs_logs, deployment_horizons(), settings.target_column,
                             settings.warning_s, settings.critical_s)
     mix = []
-    for h in settings.horizons:
+    for h in deployment_horizons():
         codes = targets[f"state_{h}"].to_numpy()
         known = codes >= 0
         shares = np.bincount(codes[known], minlength=len(STATES)) / max(int(known.sum()), 1)
@@ -68,7 +66,7 @@ def amhs_targets(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame
     return dg.Output(targets, metadata={
         "rows": len(targets),
         "target_column": settings.target_column,
-        "horizons": str(list(settings.horizons)),
+        "horizons": str(list(deployment_horizons())),
         "thresholds_s": f"WARNING >= {settings.warning_s:g}, CRITICAL >= {settings.critical_s:g}",
         "class_mix": dg.MetadataValue.md(markdown_table(mix_frame)),
         **metadata,

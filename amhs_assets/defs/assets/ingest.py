@@ -3,10 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.ingest.files import manifest_fingerprint, raw_file_manifest, read_raw_files
-from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
-from amhs_assets.reporting import markdown_table, write_json
+from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings
+from amhs_assets.documents import DataQualityDocument, write_json
+from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
+from amhs_assets.ingest.files import manifest_fingerprint, raw_file_manifest, read_raw_files
 
 GROUP = "ingest"
 
@@ -45,6 +46,7 @@ def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings)
     result = clean_raw_logs(raw, settings.max_fill_gap_min)
     write_quarantine(result, raw.files, settings.quarantine_dir)
     quality = result.quality
+    DataQualityDocument.model_validate(quality)  # the shape other programs read
     report = write_json(settings.reports_dir / "data_quality.json", quality)
     files = pd.DataFrame(quality["files"])
     if len(files):

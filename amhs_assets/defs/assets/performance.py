@@ -7,8 +7,13 @@ import dagster as dg
 import pandas as pd
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets.models.ensemble import EnsembleModel
-from amhs_assets.features.compute import FEATURE_NAMES, FEATURE_VERSION
+from amhs_assets.defs.assets.training import CANDIDATE_INS
+from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.partitions import deployment_horizons
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.documents import PerformanceDocument, write_json
+from amhs_assets.features.spec import FEATURE_NAMES, FEATURE_VERSION
+from amhs_assets.models.kinds import candidate_models
 from amhs_assets.monitoring.live import (
     Forecaster,
     actual_outcomes,
@@ -19,7 +24,6 @@ from amhs_assets.monitoring.live import (
     score,
     window_start,
 )
-from amhs_assets.models.xgb import HorizonModels, XgbModel
 from amhs_assets.monitoring.performance import (
     PerformanceResult,
     append_history,
@@ -30,13 +34,9 @@ from amhs_assets.monitoring.performance import (
     period_metrics,
     with_levels,
 )
-from amhs_assets.registry.gate import TAG_FEATURES, TAG_KIND
-from amhs_assets.registry.store import champion_for_evaluation
-from amhs_assets.reporting import markdown_table, write_json
-from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.documents import PerformanceDocument
-from amhs_assets.models.unified import UnifiedModel
 from amhs_assets.monitoring.versions import version_levels
+from amhs_assets.registry.store import champion_for_evaluation
+from amhs_assets.registry.tags import TAG_FEATURES, TAG_KIND
 
 GROUP = "monitoring"
 CHECK = "performance_within_evaluated_level"
@@ -98,7 +98,7 @@ def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
     group_name=GROUP,
     kinds={"json", "parquet", "mlflow"},
     deps=[dg.AssetKey("champion_model")],
-    ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    ins=CANDIDATE_INS,
     check_specs=[dg.AssetCheckSpec(
         CHECK, asset="performance_monitor",
         description="live avg MAE over the last performance_window_hours is at most "
@@ -106,30 +106,28 @@ def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
 )
 def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSettings,
                         mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
-                        evaluation_report: dict, horizon_models: dict[str, HorizonModels],
-                        unified_model: UnifiedModel, ensemble_model: EnsembleModel):
+                        evaluation_report: dict, **models):
     """Live error of the served model (API prediction log, else a backtest of the champion on the newest data) against actual outcomes, per line, horizon, version, hour and day, next to its evaluated level."""
     started = time.perf_counter()
     cleaned, tz = cleaned_amhs_logs, settings.fab_timezone
-    candidates = {"xgb": XgbModel({int(k): v for k, v in horizon_models.items()}),
-                  "unified": unified_model, "ensemble": ensemble_model}
+    candidates = candidate_models(models)
     model, feature_names, info = watched_model(mlflow, evaluation_report, candidates)
     context.log.info(f"watching {info['version_label']}: {info['selected_by']}")
-    since = window_start(cleaned["timestamp"].max(), settings.performance_backtest_hours, tz)
+    since = window_start(cleaned["timestamp"].max(), settings.performance.backtest_hours, tz)
     logged, log_stats = read_prediction_log(settings.root / "predictions", since)
-    horizons = tuple(h for h in settings.horizons if h in model.horizons)
+    horizons = tuple(h for h in deployment_horizons() if h in model.horizons)
     backtest = backtest_predictions(cleaned, model, info["version_label"], since, horizons,
                                     feature_names)
     predictions = combine(logged, backtest)
-    all_horizons = tuple(sorted({*settings.horizons, *map(int, predictions["horizon"].unique())}))
+    all_horizons = tuple(sorted({*deployment_horizons(), *map(int, predictions["horizon"].unique())}))
     scored = score(predictions, actual_outcomes(cleaned, since, all_horizons, settings.thresholds))
     versions = sorted(set(scored["model_version"]))
     levels, level_sources = evaluated_levels(mlflow, versions, info, evaluation_report)
     periods = with_levels(period_metrics(scored, tz), levels)
-    verdict = degradation(scored, levels, settings.performance_window_hours,
-                          settings.performance_margin, settings.performance_min_rows)
+    verdict = degradation(scored, levels, settings.performance.window_hours,
+                          settings.performance.margin, settings.performance.min_rows)
     sources = {"prediction_log": {"directory": str(settings.root / "predictions"), **log_stats},
-               "backtest": {"since": since.isoformat(), "hours": settings.performance_backtest_hours,
+               "backtest": {"since": since.isoformat(), "hours": settings.performance.backtest_hours,
                             "rows": int(len(backtest)),
                             "used": int((predictions["source"] == "backtest").sum())},
                "evaluated_levels": level_sources}
@@ -157,7 +155,7 @@ def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSetting
         severity=dg.AssetCheckSeverity.ERROR,
         description=verdict.reason,
         metadata={"degraded": verdict.degraded, "degradation_reason": verdict.reason,
-                  "margin": settings.performance_margin,
-                  "window_hours": settings.performance_window_hours,
+                  "margin": settings.performance.margin,
+                  "window_hours": settings.performance.window_hours,
                   **{k: v for k, v in metadata_figures(document, scored).items()
                      if k.startswith(("live_mae", "evaluated_mae", "mae_ratio", "rows_h"))}})

@@ -14,23 +14,13 @@ from amhs_assets.contract import (
     TRIGGER_REASON_TAG,
     TRIGGER_TAG,
 )
-from amhs_assets.models.ensemble import EnsembleModel
+from amhs_assets.defs.assets.training import CANDIDATE_INS
+from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.evaluation.evaluate import summary_table
-from amhs_assets.features.compute import FEATURE_VERSION
-from amhs_assets.models.xgb import HorizonModels, XgbModel
-from amhs_assets.registry.gate import (
-    TAG_CHECKS,
-    TAG_DECISION,
-    TAG_REASON,
-    candidate_metrics,
-    code_version,
-    data_fingerprint,
-    persistence_verdicts,
-    train_window_tags,
-    trigger_tags,
-    version_description,
-    version_tags,
-)
+from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.models.kinds import candidate_models
+from amhs_assets.registry.gate import candidate_metrics, persistence_verdicts
 from amhs_assets.registry.predictor import AmhsPredictor
 from amhs_assets.registry.store import (
     apply_gate,
@@ -38,9 +28,17 @@ from amhs_assets.registry.store import (
     publish,
     version_ref,
 )
-from amhs_assets.reporting import markdown_table
-from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.models.unified import UnifiedModel
+from amhs_assets.registry.tags import (
+    TAG_CHECKS,
+    TAG_DECISION,
+    TAG_REASON,
+    code_version,
+    data_fingerprint,
+    train_window_tags,
+    trigger_tags,
+    version_description,
+    version_tags,
+)
 
 GROUP = "registry"
 
@@ -63,15 +61,14 @@ def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str,
 
 
 @dg.asset(group_name=GROUP, kinds={"mlflow"},
-          ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
+          ins=CANDIDATE_INS)
 def registered_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking,
                      evaluation_report: dict, cleaned_amhs_logs: pd.DataFrame,
-                     horizon_models: dict[str, HorizonModels], unified_model: UnifiedModel,
-                     ensemble_model: EnsembleModel) -> dg.Output[dict]:
+                     **models) -> dg.Output[dict]:
     """The best candidate on validation as a new amhs-predictor version (online features and the models of every horizon in one MLflow pyfunc), challenger if it passed the checks."""
     kind = evaluation_report["candidate"]["source"]
-    xgb = XgbModel({int(k): v for k, v in horizon_models.items()})
-    model = {"xgb": xgb, "unified": unified_model, "ensemble": ensemble_model}[kind]
+    candidates = candidate_models(models)
+    model, xgb = candidates[kind], candidates["xgb"]
     fingerprint = data_fingerprint(cleaned_amhs_logs)
     tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id,
                           dict(context.run.tags))
@@ -104,7 +101,7 @@ def champion_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                    mlflow: MlflowTracking) -> dg.Output[dict]:
     """The version the registry serves: the challenger replaces it only if it beats it on the same test window by the configured margin (the promotion gate)."""
     client = mlflow.client()
-    decision = apply_gate(client, REGISTERED_MODEL_NAME, settings.gate, FEATURE_VERSION,
+    decision = apply_gate(client, REGISTERED_MODEL_NAME, settings.gate.pure(), FEATURE_VERSION,
                           Path(mlflow.lock_path), who=f"promotion_job {context.run_id[:8]}")
     champion = version_ref(client, REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
     value = {"champion": champion.version if champion else None, "decision": decision.outcome,
@@ -115,8 +112,8 @@ def champion_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     return dg.Output(value, metadata={
         "champion_version": str(value["champion"]), "challenger_version": str(decision.challenger),
         "decision": decision.outcome, TAG_REASON: decision.reason,
-        "metrics": ", ".join(settings.promotion_metrics),
-        "margin": settings.promotion_margin,
+        "metrics": ", ".join(settings.gate.metrics),
+        "margin": settings.gate.margin,
         "comparison": dg.MetadataValue.md(markdown_table(comparison) if len(comparison)
                                           else "_no metrics compared_"),
     })

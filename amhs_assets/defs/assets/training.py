@@ -8,47 +8,28 @@ from typing import Iterator
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.contract import HORIZONS
-from amhs_assets.models.ensemble import EnsembleConfig, EnsembleModel, fit_ensemble_model
-from amhs_assets.features.compute import feature_rows_usable
-from amhs_assets.models.xgb import (
-    HorizonModels,
-    ModelDataset,
-    XgbConfig,
-    build_dataset,
-    detect_device,
-    fit_horizon_models,
-    shared_matrices,
-    split_summary,
-)
-from amhs_assets.reporting import markdown_table
+from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.partitions import deployment_horizons, horizon_partitions
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.models.splits import SplitConfig
+from amhs_assets.features.compute import feature_rows_usable
+from amhs_assets.models.dataset import ModelDataset, build_dataset, split_summary
+from amhs_assets.models.ensemble import EnsembleModel, fit_ensemble_model
+from amhs_assets.models.kinds import KINDS
 from amhs_assets.models.unified import UnifiedModel, fit_unified_model
+from amhs_assets.models.xgb import HorizonModels, detect_device, fit_horizon_models, shared_matrices
 
 GROUP = "training"
-horizon_partitions = dg.StaticPartitionsDefinition([str(h) for h in HORIZONS])
-
-
-def xgb_config(settings: AmhsSettings) -> XgbConfig:
-    """XGBoost settings from the deployment's settings."""
-    return XgbConfig(device=settings.xgb_device, seed=settings.seed,
-                     num_boost_round=settings.xgb_rounds, train_stride=settings.train_stride)
-
-
-def ensemble_config(settings: AmhsSettings) -> EnsembleConfig:
-    """Ensemble member sizes from the deployment's settings."""
-    return EnsembleConfig(seed=settings.seed, hgb_max_iter=settings.hgb_max_iter,
-                          train_stride=settings.train_stride,
-                          mlp_epochs=settings.mlp_epochs)
+# what an asset that reads every candidate model takes (as **models): one input per model kind
+CANDIDATE_INS = {kind.asset: dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
+                 if kind.partitioned else dg.AssetIn() for kind in KINDS}
 
 
 def log_training(mlflow: MlflowTracking, context: dg.AssetExecutionContext,
                  settings: AmhsSettings, params: dict, metrics: dict) -> None:
     """Parameters and figures of a fit in this Dagster run's MLflow run (after the model is
     stored: an unreachable tracking server fails the step but loses no model)."""
-    split = {"split.val_fraction": settings.val_fraction,
-             "split.test_fraction": settings.test_fraction, "seed": settings.seed}
+    split = {"split.val_fraction": settings.splits.val_fraction,
+             "split.test_fraction": settings.splits.test_fraction, "seed": settings.xgb.seed}
     with mlflow.run(context) as run:
         run.log_params(split | params)
         run.log_metrics(metrics)
@@ -64,9 +45,10 @@ def model_dataset(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame,
                   amhs_features: pd.DataFrame, amhs_targets: pd.DataFrame
                   ) -> dg.Output[ModelDataset]:
     """Usable rows split chronologically per line into train, validation and test, with purge gaps."""
-    config = SplitConfig(settings.val_fraction, settings.test_fraction, max(settings.horizons))
+    horizons = deployment_horizons()
+    config = settings.splits.pure(gap_min=max(horizons))
     ds = build_dataset(amhs_features, amhs_targets, feature_rows_usable(cleaned_amhs_logs),
-                       tuple(settings.horizons), config, settings.thresholds)
+                       horizons, config, settings.thresholds)
     splits = pd.DataFrame(split_summary(ds)).T.rename_axis("split").reset_index()
     bounds = ds.boundaries.astype(str)
     return dg.Output(ds, metadata={
@@ -89,7 +71,7 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """The original V8 design per horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
     # one partition, or (a range in one run: training_job, a single-run backfill) every
     # partition of the run in this step, returned as {partition key: models}
-    config = xgb_config(settings)
+    config = settings.xgb.pure()
     keys = list(context.partition_keys)
     models, rows = {}, []
     matrices = shared_matrices(model_dataset, config)  # quantised once for every horizon
@@ -103,7 +85,7 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
     one = len(keys) == 1
     yield dg.Output(models[keys[0]] if one else models, metadata={
         "horizons": ", ".join(models),
-        "device": detect_device() if settings.xgb_device == "auto" else settings.xgb_device,
+        "device": detect_device() if settings.xgb.device == "auto" else settings.xgb.device,
         "train_seconds": float(table["train_seconds"].sum()),
         **({k: v for k, v in rows[0].items() if k.startswith("trees_")} if one else {}),
         "per_horizon": dg.MetadataValue.md(markdown_table(table)),
@@ -118,7 +100,7 @@ def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                   ) -> Iterator[dg.Output[UnifiedModel]]:
     """One XGBoost model for every horizon: rows stacked per horizon, the horizon an input."""
     started = time.perf_counter()
-    config = xgb_config(settings)
+    config = settings.xgb.pure()
     model = fit_unified_model(model_dataset, config)
     seconds = round(time.perf_counter() - started, 2)
     yield dg.Output(model, metadata={
@@ -136,7 +118,7 @@ def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """A blend of XGBoost, HistGradientBoosting and an MLP, weights chosen on validation only."""
     started = time.perf_counter()
     xgb_models = {int(k): v for k, v in horizon_models.items()}
-    config = ensemble_config(settings)
+    config = settings.ensemble.pure()
     model = fit_ensemble_model(model_dataset, xgb_models, config)
     seconds = round(time.perf_counter() - started, 2)
     weights = pd.DataFrame([{"horizon": h, "target": t, **dict(zip(("xgb", "hgb", "mlp"), w))}

@@ -1,22 +1,10 @@
-"""Small helpers that turn results into files and Dagster-friendly markdown."""
+"""Asset metadata that reads well in the Dagster UI: frames as markdown tables."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-
-def write_json(path: Path, document: Any) -> Path:
-    """Write a JSON document atomically (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    tmp.replace(path)
-    return path
 
 
 def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> str:

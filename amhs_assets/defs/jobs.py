@@ -1,0 +1,69 @@
+"""The jobs: what people run by hand and what the schedules (schedules.py) and the sensors
+(sensors.py) launch.
+
+- ingest_job: raw files through the features, targets and catalog.
+- training_job: raw files through registration (and the drift report), every horizon in ONE run:
+  horizon_models trains every partition of the run's range in one step (single-run backfill
+  policy, AmhsIOManager stores one file per partition), so its runs carry the range tags.
+- promotion_job: the promotion gate. monitoring_job: drift and performance reports.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import dagster as dg
+
+from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
+from amhs_assets.defs.partitions import all_partitions_tags
+
+INGEST_KEYS = ("raw_amhs_logs", "cleaned_amhs_logs", "amhs_features", "feature_catalog",
+               "amhs_targets")
+MONITORING_KEYS = ("drift_report", "performance_monitor", "monitoring_dashboard")
+PROMOTION_ASSETS = dg.AssetSelection.assets("champion_model")
+TRAINING_ASSETS = (dg.AssetSelection.assets("registered_model").upstream()
+                   | dg.AssetSelection.assets("feature_catalog", "drift_report"))
+
+
+def reason_tags(trigger: str, reason: str) -> dict[str, str]:
+    """What launched a run and why (registered_model copies both onto the new model version)."""
+    return {TRIGGER_TAG: trigger, TRIGGER_REASON_TAG: reason}
+
+
+def training_tags(trigger: str, reason: str) -> dict[str, str]:
+    """Tags of a training_job run: every horizon in one run, what launched it and why."""
+    return all_partitions_tags() | reason_tags(trigger, reason)
+
+
+ingest_job = dg.define_asset_job(
+    "ingest_job", selection=dg.AssetSelection.assets(*INGEST_KEYS),
+    description="Raw files through cleaning, the 222 features, the catalog and the targets: "
+                "to look at new data without training.")
+
+# one process per run, steps in order: each step process costs seconds of imports and XGBoost
+# already uses every core (integration test, 2 lines x 4 days on a busy 2-core machine: 68 s
+# from file drop to success, 227 s with a process per step)
+training_job = dg.define_asset_job(
+    "training_job", selection=TRAINING_ASSETS, executor_def=dg.in_process_executor,
+    description="Retrain: raw files through every model, the evaluation and a new registered "
+                "version (challenger if it passes the checks), plus the drift report. Run it "
+                "over every horizon in one run (tags dagster/asset_partition_range_start=10, "
+                "_end=25; the sensors and the nightly schedule do); promotion stays with "
+                "promotion_job.")
+
+promotion_job = dg.define_asset_job(
+    "promotion_job", selection=PROMOTION_ASSETS,
+    description="The promotion gate: the challenger becomes champion of amhs-predictor if it "
+                "beats it on the same test window (or there is no champion, or the champion's "
+                "features are older); the decision and its reason are tagged on the version.")
+
+
+def monitoring_job(asset_keys: Iterable[dg.AssetKey]) -> dg.UnresolvedAssetJobDefinition:
+    """The monitoring assets that exist in this graph (drift_report, performance_monitor,
+    monitoring_dashboard) on today's models and data."""
+    present = [k for k in MONITORING_KEYS if dg.AssetKey(k) in set(asset_keys)]
+    return dg.define_asset_job(
+        "monitoring_job", selection=dg.AssetSelection.assets(*present),
+        description=f"Monitoring on the stored models and data, no training: {', '.join(present)}.")
+
+
