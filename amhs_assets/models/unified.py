@@ -79,7 +79,8 @@ class UnifiedModel:
         Xh = with_horizon(X, h)
         base = baseline(X[:, self.persistence_index], self.fallback)
         pred = {t: base + predict_booster(b, Xh) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)}
+        proba = predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)
+        return ordered(pred) | {"proba": proba}
 
 
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4

@@ -138,7 +138,8 @@ class HorizonModels:
         """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
         base = baseline(X[:, self.persistence_index], self.fallback)
         pred = {t: base + predict_booster(b, X) for t, b in self.regressors.items()}
-        return ordered(pred) | {"proba": predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)}
+        proba = predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)
+        return ordered(pred) | {"proba": proba}
 
     def gain(self) -> np.ndarray:
         """Total gain of each feature over the four models."""

@@ -33,7 +33,7 @@ from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 
 SMALL = {"xgb": {"num_boost_round": 10}, "ensemble": {"hgb_max_iter": 5, "mlp_epochs": 1}}
 HORIZON_KEYS = {"10", "15", "25"}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
