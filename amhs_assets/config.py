@@ -42,7 +42,7 @@ LEGACY_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "promotion_margin": (("gate", "margin"),),
     "drift_current_hours": (("drift", "current_hours"),),
     "performance_window_hours": (("performance", "window_hours"),),
-    "performance_margin": (("performance", "margin"),),
+    "performance_margin": (("performance", "mae_margin"),),
     "performance_min_rows": (("performance", "min_rows"),),
     "performance_backtest_hours": (("performance", "backtest_hours"),),
 }

@@ -34,8 +34,10 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         jobs=[jobs.ingest_job, jobs.training_job, jobs.promotion_job, jobs.monitoring_job(keys)],
-        schedules=[schedules.retraining_schedule(settings), schedules.promotion_schedule(settings)],
-        sensors=[sensors.raw_data_sensor(settings), sensors.retraining_trigger_sensor(settings)],
+        schedules=[schedules.retraining_schedule(settings), schedules.promotion_schedule(settings),
+                   schedules.monitoring_schedule(settings)],
+        sensors=[sensors.raw_data_sensor(settings), sensors.retraining_trigger_sensor(settings),
+                 sensors.monitoring_after_promotion_sensor(settings)],
         resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager()},
     )
 

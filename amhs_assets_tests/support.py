@@ -266,3 +266,25 @@ def serving(tmp_path: Path, uri: str, wait_model: bool = True, **env: str) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- scored forecasts for the performance check ------------------------------------------------
+def simulated_scored(offset: float, seed: int = 1) -> pd.DataFrame:
+    """Two lines x 6 hours x 3 horizons: predictions = actual + noise (+ offset)."""
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range("2026-03-01", periods=360, freq="min", tz="UTC")
+    keys = pd.MultiIndex.from_product([["A", "B"], stamps, [10, 15, 25]],
+                                      names=["line_id", "timestamp", "horizon"]).to_frame(index=False)
+    actual = rng.gamma(20, 10, len(keys))
+    pred = actual + rng.normal(0, 10, len(keys)) + offset
+    return keys.assign(model_version="3", source="backtest", actual_avg=actual, pred_avg=pred,
+                       actual_min=actual * 0.8, pred_min=pred * 0.8, actual_max=actual * 1.2,
+                       pred_max=pred * 1.2, actual_state=0, pred_state=0)
+
+def with_critical_minutes(scored: pd.DataFrame, share: float, caught: float, seed: int = 2
+                          ) -> pd.DataFrame:
+    """Scored rows where a share of minutes is CRITICAL and the model catches `caught` of them."""
+    rng = np.random.default_rng(seed)
+    critical = rng.random(len(scored)) < share
+    hit = critical & (rng.random(len(scored)) < caught)
+    return scored.assign(actual_state=np.where(critical, 2, 0), pred_state=np.where(hit, 2, 0))

@@ -57,8 +57,10 @@ def test_horizon_models_are_partitioned_by_the_deployments_horizons(graph):
 def test_jobs_sensors_and_schedules_carry_their_documented_names():
     assert {j.name for j in defs.jobs} == {"ingest_job", "training_job", "promotion_job",
                                            "monitoring_job"}
-    assert {s.name for s in defs.sensors} == {"raw_data_sensor", "retraining_trigger_sensor"}
-    assert {s.name for s in defs.schedules} == {"retraining_schedule", "promotion_schedule"}
+    assert {s.name for s in defs.sensors} == {"raw_data_sensor", "retraining_trigger_sensor",
+                                              "monitoring_after_promotion_sensor"}
+    assert {s.name for s in defs.schedules} == {"retraining_schedule", "promotion_schedule",
+                                                "monitoring_schedule"}
     assert {"settings", "mlflow", "io_manager"} <= set(defs.resources)
 
 

@@ -58,12 +58,15 @@ promotion_job = dg.define_asset_job(
                 "features are older); the decision and its reason are tagged on the version.")
 
 
+MONITORING_JOB = "monitoring_job"
+
+
 def monitoring_job(asset_keys: Iterable[dg.AssetKey]) -> dg.UnresolvedAssetJobDefinition:
     """The monitoring assets that exist in this graph (drift_report, performance_monitor,
     monitoring_dashboard) on today's models and data."""
     present = [k for k in MONITORING_KEYS if dg.AssetKey(k) in set(asset_keys)]
     return dg.define_asset_job(
-        "monitoring_job", selection=dg.AssetSelection.assets(*present),
+        MONITORING_JOB, selection=dg.AssetSelection.assets(*present),
         description=f"Monitoring on the stored models and data, no training: {', '.join(present)}.")
 
 

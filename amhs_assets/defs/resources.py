@@ -101,6 +101,10 @@ class AmhsSettings(dg.ConfigurableResource):
                                 description="when promotion_job runs, in fab_timezone")
     retraining_cron: str = Field(default="0 2 * * *",
                                  description="when the nightly training_job runs, in fab_timezone")
+    monitoring_cron: str = Field(
+        default="0 * * * *", description="when monitoring_job runs (drift, live performance, "
+                                         "dashboard), in fab_timezone; it also runs after "
+                                         "every promotion_job")
     sensor_interval_s: int = Field(
         default=30, description="seconds between two ticks of raw_data_sensor and "
                                 "retraining_trigger_sensor")

@@ -1,11 +1,12 @@
 """The schedules, in the fab's timezone: retraining_schedule (nightly training_job over every
-horizon) and promotion_schedule (daily promotion_job, before the day shift)."""
+horizon), promotion_schedule (daily promotion_job, before the day shift) and
+monitoring_schedule (monitoring_job every hour, so the dashboard is never older than that)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from amhs_assets.defs.jobs import promotion_job, training_job, training_tags
+from amhs_assets.defs.jobs import MONITORING_JOB, promotion_job, training_job, training_tags
 from amhs_assets.defs.resources import AmhsSettings
 
 
@@ -17,6 +18,18 @@ def promotion_schedule(settings: AmhsSettings) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Challengers trained during the day go live at {settings.promotion_cron} "
                     f"({settings.fab_timezone}), if they pass the gate.")
+
+
+def monitoring_schedule(settings: AmhsSettings) -> dg.ScheduleDefinition:
+    """monitoring_job on settings.monitoring_cron (default hourly) in the fab's timezone."""
+    return dg.ScheduleDefinition(
+        name="monitoring_schedule", job_name=MONITORING_JOB, cron_schedule=settings.monitoring_cron,
+        execution_timezone=settings.fab_timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Drift, live performance and the dashboard refreshed at "
+                    f"{settings.monitoring_cron} ({settings.fab_timezone}) on the stored models "
+                    "and data; a failed check starts retraining through "
+                    "retraining_trigger_sensor.")
 
 
 def retraining_schedule(settings: AmhsSettings) -> dg.ScheduleDefinition:

@@ -1,12 +1,13 @@
 """The sensors: raw_data_sensor (new or changed raw files -> one training_job run per state of
-the folder) and retraining_trigger_sensor (a drift or degradation episode -> one training_job
-run per episode); their logic lives in ingest.watch and monitoring.triggers."""
+the folder), retraining_trigger_sensor (a drift or degradation episode -> one training_job run
+per episode; their logic lives in ingest.watch and monitoring.triggers) and
+monitoring_after_promotion_sensor (a promotion_job -> one monitoring_job run)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from amhs_assets.defs.jobs import training_job, training_tags
+from amhs_assets.defs.jobs import MONITORING_JOB, reason_tags, training_job, training_tags
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.ingest.watch import WatchState, decide
 from amhs_assets.monitoring.triggers import (
@@ -103,5 +104,35 @@ def retraining_trigger_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
             return dg.SkipReason("no new drift or degradation episode")
         return dg.RunRequest(run_key=launch.run_key,
                              tags=training_tags(launch.trigger, launch.reason))
+
+    return _sensor
+
+
+def latest_storage_id(instance: dg.DagsterInstance, asset: str) -> int:
+    """The storage id of an asset's latest materialization, 0 when it has none."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def monitoring_after_promotion_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
+    """monitoring_job after every new champion_model materialization (the promotion gate ran),
+    unless the monitoring assets were already refreshed after it (as `amhs run` does)."""
+
+    @dg.sensor(name="monitoring_after_promotion_sensor", job_name=MONITORING_JOB,
+               minimum_interval_seconds=settings.sensor_interval_s,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="After each promotion_job (a new champion_model materialization), "
+                           "refreshes drift, live performance and the dashboard for the champion "
+                           "now served; skips when they were materialized after the gate.")
+    def _sensor(context: dg.SensorEvaluationContext):
+        gate = latest_storage_id(context.instance, "champion_model")
+        seen = int(context.cursor or 0)
+        if gate <= seen:
+            return dg.SkipReason("no promotion_job since the last look")
+        context.update_cursor(str(gate))
+        if latest_storage_id(context.instance, "performance_monitor") > gate:
+            return dg.SkipReason("monitoring already ran after the latest promotion_job")
+        return dg.RunRequest(run_key=f"promotion-{gate}", tags=reason_tags(
+            "promotion", "monitoring refreshed after the promotion gate"))
 
     return _sensor

@@ -31,15 +31,26 @@ CRITICAL = STATES.index("CRITICAL")
 
 @dataclass(frozen=True)
 class PerformanceConfig:
-    """What performance_monitor scores and when its check fails."""
+    """What performance_monitor scores and when its check fails: at any horizon, live avg MAE
+    above evaluated x (1 + mae_margin), or live state accuracy or CRITICAL recall below
+    evaluated x (1 - their margin), over the last window_hours of known outcomes."""
 
     window_hours: float = setting(
-        24.0, "the check compares the live avg MAE over this many hours of known outcomes, up "
-              "to the newest, with the evaluated one")
-    margin: float = setting(
-        0.25, "the check fails when live avg MAE is worse than evaluated by more than this "
-              "share (0.25 = 25 %) at a horizon")
+        24.0, "the check compares the live metrics over this many hours of known outcomes, up "
+              "to the newest, with the evaluated ones")
+    mae_margin: float = setting(
+        0.25, "fails when live avg MAE is worse than evaluated by more than this share "
+              "(0.25 = 25 %) at a horizon")
+    accuracy_margin: float = setting(
+        0.10, "fails when live state accuracy is below evaluated by more than this share "
+              "(0.10 = under 90 % of the evaluated accuracy) at a horizon")
+    critical_recall_margin: float = setting(
+        0.50, "fails when live CRITICAL recall is below evaluated by more than this share "
+              "(0.50 = under half the evaluated recall) at a horizon")
     min_rows: int = setting(60, "a horizon with fewer scored rows in the window is not judged")
+    min_critical_rows: int = setting(
+        30, "CRITICAL recall is judged only at a horizon whose window holds at least this many "
+            "CRITICAL minutes")
     backtest_hours: float = setting(
         72.0, "scores the newest this many hours (from local midnight), backtesting the "
               "champion where the API logged no prediction")
@@ -158,9 +169,15 @@ def with_levels(metrics: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- degradation -----------------------------------------------------------------------------
+# what the check judges: (metric, live column, evaluated column, margin field, lower is better)
+CHECKED = (("avg MAE", "mae_avg", "mae_margin", True),
+           ("state accuracy", "accuracy", "accuracy_margin", False),
+           ("CRITICAL recall", "critical_recall", "critical_recall_margin", False))
+
+
 @dataclass
 class Verdict:
-    """Whether live avg MAE is worse than evaluated by more than the margin, and the figures."""
+    """Whether a live metric is worse than evaluated beyond its margin, which, and the figures."""
 
     degraded: bool
     reason: str
@@ -172,49 +189,99 @@ class Verdict:
         """Whether any horizon had enough rows and an evaluated level to be judged."""
         return any(h["judged"] for h in self.horizons.values())
 
+    @property
+    def failed(self) -> list[str]:
+        """The failed checks as "<metric>@h<horizon>" (e.g. "critical_recall@h25")."""
+        return [f"{m}@h{h}" for h, v in sorted(self.horizons.items()) for m in v["failed"]]
 
-def degradation(scored: pd.DataFrame, levels: pd.DataFrame, window_hours: float, margin: float,
-                min_rows: int) -> Verdict:
-    """Live avg MAE per horizon over the last window_hours of known outcomes against the
-    evaluated avg MAE of the versions that made them; degraded when a horizon with at least
-    min_rows rows is worse than evaluated by more than margin (0.25 = 25 %)."""
+
+def _window_table(rows: pd.DataFrame, config: PerformanceConfig) -> pd.DataFrame:
+    """Per horizon: live and evaluated avg MAE, accuracy and CRITICAL recall, their ratios, and
+    which of them are judged and failed."""
+    live = group_metrics(rows, ["horizon"]).set_index("horizon")
+    evaluated = rows.groupby("horizon")[[f"evaluated_{c}" for _, c, _, _ in CHECKED]].mean()
+    critical = (rows["actual_state"] == CRITICAL).groupby(rows["horizon"]).sum()
+    table = live.join(evaluated).assign(
+        critical_rows=critical, versions=rows.groupby("horizon")["model_version"].agg(
+            lambda v: ",".join(sorted(set(v)))))
+    enough = table["rows"] >= config.min_rows
+    for _, column, margin_field, lower_is_better in CHECKED:
+        ratio = table[column] / table[f"evaluated_{column}"].where(table[f"evaluated_{column}"] > 0)
+        judged = enough & ratio.notna()
+        if column == "critical_recall":
+            judged &= table["critical_rows"] >= config.min_critical_rows
+        margin = getattr(config, margin_field)
+        worse = ratio > 1 + margin if lower_is_better else ratio < 1 - margin
+        table[f"{column}_ratio"], table[f"{column}_judged"] = ratio, judged
+        table[f"{column}_failed"] = judged & worse
+    return table
+
+
+def degradation(scored: pd.DataFrame, levels: pd.DataFrame, config: PerformanceConfig) -> Verdict:
+    """Live avg MAE, state accuracy and CRITICAL recall per horizon over the last window_hours
+    of known outcomes against the evaluated levels of the versions that made them; degraded
+    when any judged metric at any horizon is worse than evaluated beyond its margin."""
     rows = scored[known(scored)]
     if rows.empty:
         return Verdict(False, "no prediction has a known outcome yet: nothing to compare",
-                       {"hours": window_hours, "start": None, "end": None, "rows": 0})
+                       {"hours": config.window_hours, "start": None, "end": None, "rows": 0})
     end = rows["timestamp"].max()
-    start = end - pd.Timedelta(hours=window_hours)
+    start = end - pd.Timedelta(hours=config.window_hours)
     rows = rows[rows["timestamp"] > start].merge(levels, on=["model_version", "horizon"], how="left")
-    window = {"hours": window_hours, "start": start.isoformat(), "end": end.isoformat(),
-              "rows": int(len(rows)), "margin": margin, "min_rows": min_rows}
-    table = rows.assign(err=(rows["pred_avg"] - rows["actual_avg"]).abs()).groupby("horizon").agg(
-        rows=("err", "size"), live=("err", "mean"), evaluated=("evaluated_mae_avg", "mean"),
-        versions=("model_version", lambda v: ",".join(sorted(set(v)))))
-    table["ratio"] = table["live"] / table["evaluated"].where(table["evaluated"] > 0)
-    table["judged"] = (table["rows"] >= min_rows) & table["ratio"].notna()
-    table["degraded"] = table["judged"] & (table["ratio"] > 1 + margin)
-    horizons = {int(h): {"rows": int(r.rows), "live_mae_avg": float(r.live),
-                         "evaluated_mae_avg": _float(r.evaluated), "ratio": _float(r.ratio),
-                         "degraded": bool(r.degraded), "judged": bool(r.judged),
-                         "versions": r.versions} for h, r in table.iterrows()}
-    return Verdict(bool(table["degraded"].any()), _reason(table, window, margin), window, horizons)
+    window = {"hours": config.window_hours, "start": start.isoformat(), "end": end.isoformat(),
+              "rows": int(len(rows)), "margin": config.mae_margin,
+              "margins": {c: getattr(config, f) for _, c, f, _ in CHECKED},
+              "min_rows": config.min_rows, "min_critical_rows": config.min_critical_rows}
+    table = _window_table(rows, config)
+    horizons = {int(h): _horizon_verdict(r) for h, r in table.iterrows()}
+    return Verdict(any(v["degraded"] for v in horizons.values()),
+                   _reason(table, window, config), window, horizons)
 
 
-def _reason(table: pd.DataFrame, window: dict, margin: float) -> str:
-    """One sentence naming each degraded horizon with its figures, or why nothing is."""
+def _horizon_verdict(r: pd.Series) -> dict:
+    """One horizon's figures and verdict, as performance.json's "live" entry."""
+    out = {"rows": int(r["rows"]), "live_mae_avg": _float(r["mae_avg"]),
+           "evaluated_mae_avg": _float(r["evaluated_mae_avg"]),
+           "ratio": _finite(r["mae_avg_ratio"]), "critical_rows": int(r["critical_rows"]),
+           "versions": r["versions"]}
+    for _, column, _, _ in CHECKED[1:]:
+        out |= {f"live_{column}": _finite(r[column]),
+                f"evaluated_{column}": _finite(r[f"evaluated_{column}"]),
+                f"{column}_ratio": _finite(r[f"{column}_ratio"])}
+    out["judged_metrics"] = [c for _, c, _, _ in CHECKED if r[f"{c}_judged"]]
+    out["failed"] = [c for _, c, _, _ in CHECKED if r[f"{c}_failed"]]
+    out["judged"], out["degraded"] = bool(out["judged_metrics"]), bool(out["failed"])
+    return out
+
+
+def _reason(table: pd.DataFrame, window: dict, config: PerformanceConfig) -> str:
+    """One sentence naming each failed metric and horizon with its figures, or why none did."""
     span = f"over the last {window['hours']:g} h of known outcomes (to {window['end']})"
-    bad = table[table["degraded"]]
-    if len(bad):
-        parts = [f"h{h}: live avg MAE {r.live:.1f} s vs evaluated {r.evaluated:.1f} s "
-                 f"({100 * (r.ratio - 1):+.0f} %, limit +{100 * margin:g} %, {r.rows} rows, "
-                 f"v{r.versions})" for h, r in bad.iterrows()]
-        return "live error above the evaluated level " + span + ": " + "; ".join(parts)
-    if not table["judged"].any():
+    parts = []
+    for name, column, margin_field, lower_is_better in CHECKED:
+        margin = getattr(config, margin_field)
+        for h, r in table[table[f"{column}_failed"]].iterrows():
+            live, evaluated = r[column], r[f"evaluated_{column}"]
+            shown = (f"{live:.1f} s vs evaluated {evaluated:.1f} s" if lower_is_better
+                     else f"{live:.1%} vs evaluated {evaluated:.1%}")
+            limit = f"+{100 * margin:g} %" if lower_is_better else f"-{100 * margin:g} %"
+            parts.append(f"{column}@h{h}: live {name} {shown} ({100 * (r[f'{column}_ratio'] - 1):+.0f} "
+                         f"%, limit {limit}, {r['rows']} rows, v{r['versions']})")
+    if parts:
+        return "live performance below the evaluated level " + span + ": " + "; ".join(parts)
+    judged = table[[f"{c}_judged" for _, c, _, _ in CHECKED]].any(axis=1)
+    if not judged.any():
         return (f"not judged {span}: fewer than {window['min_rows']} scored rows per horizon, or "
                 "no evaluated level for the version")
-    return (f"within +{100 * margin:g} % of the evaluated avg MAE at every judged horizon {span} "
-            "(worst " + ", ".join(f"h{h} {100 * (r.ratio - 1):+.0f} %"
-                                  for h, r in table[table["judged"]].iterrows()) + ")")
+    worst = ", ".join(f"h{h} {100 * (r.mae_avg_ratio - 1):+.0f} %"
+                      for h, r in table[table["mae_avg_judged"]].iterrows())
+    recall = ("" if table["critical_recall_judged"].any() else
+              f"; CRITICAL recall not judged (fewer than {config.min_critical_rows} CRITICAL "
+              "minutes per horizon)")
+    return (f"within the evaluated level at every judged horizon {span}: avg MAE within "
+            f"+{100 * config.mae_margin:g} % (worst {worst or 'not judged'}), accuracy within "
+            f"-{100 * config.accuracy_margin:g} %, CRITICAL recall within "
+            f"-{100 * config.critical_recall_margin:g} %{recall}")
 
 
 @dataclass

@@ -20,10 +20,12 @@ from amhs_assets.defs import jobs, sensors
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking, settings_from_environment
 from amhs_assets.models.xgb import XgbConfig
 from amhs_assets.monitoring.drift import reference_window
+from amhs_assets.monitoring.performance import PerformanceConfig, degradation, levels_frame
 from amhs_assets.monitoring.triggers import Launch, Report, SourceState, advance, combine
 from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.tags import train_window_from_tags, train_window_tags, trigger_tags
 from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
+from amhs_assets_tests.support import simulated_scored, with_critical_minutes
 
 RANGE = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25"}
 
@@ -197,6 +199,54 @@ def test_nightly_retraining_and_daily_promotion_run_on_fab_time(settings):
         assert sensor.job_name == "training_job"
 
 
+def test_monitoring_runs_every_hour_on_its_own(settings):
+    defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
+    schedule = defs.resolve_schedule_def("monitoring_schedule")
+    assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
+        "monitoring_job", "0 * * * *", "Asia/Taipei")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    every_ten = AmhsSettings(data_dir=settings.data_dir, monitoring_cron="*/10 * * * *")
+    defs = build_definitions(every_ten, MlflowTracking.for_data_dir(settings.data_dir))
+    assert defs.resolve_schedule_def("monitoring_schedule").cron_schedule == "*/10 * * * *"
+    sensor = defs.resolve_sensor_def("monitoring_after_promotion_sensor")
+    assert sensor.job_name == "monitoring_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def materialized(instance, asset: str) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset))
+
+
+def test_each_promotion_gate_is_followed_by_one_monitoring_run(settings, instance):
+    tick = Ticker(sensors.monitoring_after_promotion_sensor(settings), instance)
+    assert tick() == []  # the gate never ran
+    materialized(instance, "champion_model")
+    [request] = tick()
+    assert request.run_key.startswith("promotion-") and request.tags[TRIGGER_TAG] == "promotion"
+    assert tick() == []  # once per gate
+    materialized(instance, "champion_model")
+    materialized(instance, "performance_monitor")  # amhs run refreshed monitoring itself
+    assert tick() == []
+    materialized(instance, "champion_model")
+    [again] = tick()
+    assert again.run_key != request.run_key
+
+
+def test_a_collapsed_critical_recall_launches_one_retraining_run(settings, instance):
+    levels = levels_frame({"3": {h: {"mae_avg": 8.0, "accuracy": 0.9, "critical_recall": 0.63}
+                                 for h in (10, 15, 25)}})
+    verdict = degradation(with_critical_minutes(simulated_scored(0.0), 0.1, 0.2), levels,
+                          PerformanceConfig())
+    assert verdict.degraded and all(0.85 < v["ratio"] < 1.15 for v in verdict.horizons.values())
+    tick = Ticker(sensors.retraining_trigger_sensor(settings), instance)
+    tick()
+    degraded(instance, verdict.degraded, verdict.reason)  # what performance_monitor reports
+    [request] = tick()
+    assert request.tags[TRIGGER_TAG] == "performance" and RANGE.items() <= request.tags.items()
+    assert "critical_recall@h25: live CRITICAL recall" in request.tags[TRIGGER_REASON_TAG]
+    assert tick() == []
+
+
 def test_jobs_select_what_the_readme_says(settings):
     defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
     graph = defs.resolve_asset_graph()
@@ -223,12 +273,12 @@ def settings_of(env: dict) -> AmhsSettings:
 def test_settings_come_from_an_amhs_settings_file(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text("xgb: {num_boost_round: 12, max_depth: 4}\nretraining_cron: '15 1 * * *'\n"
-                    "drift: {drift_share: 0.3}\nperformance: {margin: 0.5}\ndata_dir: elsewhere\n")
+                    "drift: {drift_share: 0.3}\nperformance: {mae_margin: 0.5}\ndata_dir: elsewhere\n")
     env = {"AMHS_SETTINGS": str(path), "AMHS_DATA_DIR": str(tmp_path)}
     settings = settings_of(env)
     assert (settings.xgb.num_boost_round, settings.xgb.max_depth) == (12, 4)
     assert settings.xgb.pure().learning_rate == XgbConfig().learning_rate  # defaults from the config
-    assert settings.drift.pure().drift_share == 0.3 and settings.performance.pure().margin == 0.5
+    assert settings.drift.pure().drift_share == 0.3 and settings.performance.pure().mae_margin == 0.5
     assert settings.retraining_cron == "15 1 * * *"
     assert settings.data_dir == str(tmp_path)  # AMHS_DATA_DIR wins
     path.write_text(json.dumps({"xgb": {"rounds": 3}}))
@@ -241,7 +291,7 @@ def test_flat_settings_of_earlier_versions_still_work(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text("xgb_rounds: 12\nseed: 7\nperformance_margin: 0.4\npromotion_metrics: [avg_mae_h10]\n")
     settings = settings_of({"AMHS_SETTINGS": str(path)})
-    assert settings.xgb.num_boost_round == 12 and settings.performance.margin == 0.4
+    assert settings.xgb.num_boost_round == 12 and settings.performance.mae_margin == 0.4
     assert settings.xgb.seed == settings.ensemble.seed == 7
     assert settings.gate.pure().metrics == ("avg_mae_h10",)
 

@@ -24,6 +24,7 @@ from amhs_assets.monitoring.live import (
 )
 from amhs_assets.monitoring.performance import (
     HISTORY_KEY,
+    PerformanceConfig,
     append_history,
     degradation,
     group_metrics,
@@ -37,6 +38,7 @@ from amhs_assets.monitoring.performance import (
 )
 from amhs_assets.registry.store import evaluation_metrics
 from amhs_assets.serve.prediction_log import PredictionLog
+from amhs_assets_tests.support import simulated_scored, with_critical_minutes
 
 N, W, C, UNKNOWN = 0, 1, 2, -1
 TZ = "Asia/Taipei"
@@ -99,41 +101,67 @@ def test_group_metrics_agree_with_the_evaluation_metrics():
         assert ours.loc[line, "critical_recall"] == pytest.approx(theirs["recall"]["CRITICAL"])
 
 
+def check(**changes) -> PerformanceConfig:
+    """The check's settings with some changed (accuracy and recall never fail unless asked)."""
+    return PerformanceConfig(**{"accuracy_margin": 1.0, "critical_recall_margin": 1.0, **changes})
+
+
 def test_the_check_limit_is_evaluated_mae_times_one_plus_the_margin():
-    at_limit = degradation(hand_case(), LEVELS, window_hours=24, margin=0.25, min_rows=1)
+    at_limit = degradation(hand_case(), LEVELS, check(window_hours=24, mae_margin=0.25, min_rows=1))
     assert at_limit.horizons[10]["live_mae_avg"] == 20.0 and at_limit.horizons[10]["ratio"] == 1.25
     assert not at_limit.degraded and at_limit.judged  # 25 % worse is not more than 25 %
-    over = degradation(hand_case(), LEVELS, window_hours=24, margin=0.2, min_rows=1)
-    assert over.degraded and "h10: live avg MAE 20.0 s vs evaluated 16.0 s (+25 %" in over.reason
-    too_few = degradation(hand_case(), LEVELS, window_hours=24, margin=0.2, min_rows=6)
+    over = degradation(hand_case(), LEVELS, check(window_hours=24, mae_margin=0.2, min_rows=1))
+    assert over.degraded and over.failed == ["mae_avg@h10"]
+    assert "mae_avg@h10: live avg MAE 20.0 s vs evaluated 16.0 s (+25 %" in over.reason
+    too_few = degradation(hand_case(), LEVELS, check(window_hours=24, mae_margin=0.2, min_rows=6))
     assert not too_few.degraded and not too_few.judged and "not judged" in too_few.reason
     # the 15 minutes up to the newest known outcome (01:05) hold that row only
-    short = degradation(hand_case(), LEVELS, window_hours=0.25, margin=0.2, min_rows=1)
+    short = degradation(hand_case(), LEVELS, check(window_hours=0.25, mae_margin=0.2, min_rows=1))
     assert short.window["rows"] == 1 and short.horizons[10]["live_mae_avg"] == 50.0
 
-
-def simulated_scored(offset: float, seed: int = 1) -> pd.DataFrame:
-    """Two lines x 6 hours x 3 horizons: predictions = actual + noise (+ offset)."""
-    rng = np.random.default_rng(seed)
-    stamps = pd.date_range("2026-03-01", periods=360, freq="min", tz="UTC")
-    keys = pd.MultiIndex.from_product([["A", "B"], stamps, [10, 15, 25]],
-                                      names=["line_id", "timestamp", "horizon"]).to_frame(index=False)
-    actual = rng.gamma(20, 10, len(keys))
-    pred = actual + rng.normal(0, 10, len(keys)) + offset
-    return keys.assign(model_version="3", source="backtest", actual_avg=actual, pred_avg=pred,
-                       actual_min=actual * 0.8, pred_min=pred * 0.8, actual_max=actual * 1.2,
-                       pred_max=pred * 1.2, actual_state=N, pred_state=N)
 
 
 def test_degradation_fires_on_a_shifted_model_and_not_on_a_healthy_one():
     levels = levels_frame({"3": {h: {"mae_avg": 8.0} for h in (10, 15, 25)}})  # E|N(0,10)| = 8
-    healthy = degradation(simulated_scored(0.0), levels, 24, 0.25, 60)
+    healthy = degradation(simulated_scored(0.0), levels, PerformanceConfig())
     assert not healthy.degraded and healthy.judged
     assert all(0.85 < v["ratio"] < 1.15 for v in healthy.horizons.values())
-    shifted = degradation(simulated_scored(150.0), levels, 24, 0.25, 60)
+    shifted = degradation(simulated_scored(150.0), levels, PerformanceConfig())
     assert shifted.degraded
     assert all(v["degraded"] and v["ratio"] > 15 for v in shifted.horizons.values())
-    assert all(f"h{h}:" in shifted.reason for h in (10, 15, 25)) and "v3" in shifted.reason
+    assert all(f"mae_avg@h{h}:" in shifted.reason for h in (10, 15, 25)) and "v3" in shifted.reason
+
+
+
+def test_a_collapsed_critical_recall_fails_the_check_while_mae_is_fine():
+    levels = levels_frame({"3": {h: {"mae_avg": 8.0, "accuracy": 0.9, "critical_recall": 0.63}
+                                 for h in (10, 15, 25)}})
+    healthy = degradation(with_critical_minutes(simulated_scored(0.0), 0.1, 0.6), levels,
+                          PerformanceConfig())
+    assert not healthy.degraded and healthy.judged, healthy.reason
+    assert all(v["judged_metrics"] == ["mae_avg", "accuracy", "critical_recall"]
+               for v in healthy.horizons.values())
+    collapsed = degradation(with_critical_minutes(simulated_scored(0.0), 0.1, 0.2), levels,
+                            PerformanceConfig())
+    assert collapsed.degraded
+    assert collapsed.failed == ["critical_recall@h10", "critical_recall@h15", "critical_recall@h25"]
+    assert all(0.85 < v["ratio"] < 1.15 for v in collapsed.horizons.values())  # MAE is fine
+    assert "critical_recall@h25: live CRITICAL recall" in collapsed.reason
+    assert "vs evaluated 63.0%" in collapsed.reason
+    # too few CRITICAL minutes in the window: recall is not judged, MAE and accuracy still are
+    rare = degradation(with_critical_minutes(simulated_scored(0.0), 0.01, 0.0), levels,
+                       PerformanceConfig(min_critical_rows=30))
+    assert not rare.degraded and all("critical_recall" not in v["judged_metrics"]
+                                     for v in rare.horizons.values())
+    assert "CRITICAL recall not judged" in rare.reason
+
+
+def test_a_fallen_state_accuracy_fails_the_check_and_says_so():
+    levels = levels_frame({"3": {h: {"mae_avg": 8.0, "accuracy": 0.99} for h in (10, 15, 25)}})
+    scored = with_critical_minutes(simulated_scored(0.0), 0.3, 0.0)  # 30 % of minutes missed
+    verdict = degradation(scored, levels, PerformanceConfig(accuracy_margin=0.1))
+    assert verdict.degraded and all(v["failed"] == ["accuracy"] for v in verdict.horizons.values())
+    assert "accuracy@h10: live state accuracy" in verdict.reason
 
 
 def test_evaluated_levels_read_alike_from_records_run_metrics_and_tags():
@@ -200,7 +228,7 @@ def test_the_history_keeps_one_row_per_period_when_recomputed(tmp_path):
 
 def test_the_document_validates_and_the_page_draws_what_it_has(tmp_path):
     scored = hand_case()
-    verdict = degradation(scored, LEVELS, 24, 0.25, 1)
+    verdict = degradation(scored, LEVELS, check(min_rows=1))
     periods = with_levels(period_metrics(scored, TZ), LEVELS)
     model = {"name": "amhs-predictor", "version": "1", "version_label": "1", "alias": "champion",
              "kind": "xgb", "selected_by": "registry alias 'champion'"}

@@ -101,8 +101,9 @@ def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
     ins=CANDIDATE_INS,
     check_specs=[dg.AssetCheckSpec(
         CHECK, asset="performance_monitor",
-        description="live avg MAE over the last performance_window_hours is at most "
-                    "(1 + performance_margin) x the evaluated avg MAE at every horizon")],
+        description="over the last performance.window_hours of known outcomes, at every "
+                    "horizon: live avg MAE at most evaluated x (1 + mae_margin), live state "
+                    "accuracy and CRITICAL recall at least evaluated x (1 - their margin)")],
 )
 def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSettings,
                         mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
@@ -124,8 +125,7 @@ def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSetting
     versions = sorted(set(scored["model_version"]))
     levels, level_sources = evaluated_levels(mlflow, versions, info, evaluation_report)
     periods = with_levels(period_metrics(scored, tz), levels)
-    verdict = degradation(scored, levels, settings.performance.window_hours,
-                          settings.performance.margin, settings.performance.min_rows)
+    verdict = degradation(scored, levels, settings.performance.pure())
     sources = {"prediction_log": {"directory": str(settings.root / "predictions"), **log_stats},
                "backtest": {"since": since.isoformat(), "hours": settings.performance.backtest_hours,
                             "rows": int(len(backtest)),
@@ -144,6 +144,7 @@ def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSetting
     yield dg.Output(PerformanceResult(document, scored, history), metadata={
         **metadata_figures(document, scored), **flag,
         "degradation_reason": verdict.reason,
+        "failed_checks": ", ".join(verdict.failed) or "none",
         "model_version": str(info["version_label"]), "selected_by": info["selected_by"],
         "history_rows": len(history), "seconds": round(elapsed, 2),
         "performance_json": dg.MetadataValue.path(str(json_path)),
@@ -155,7 +156,10 @@ def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSetting
         severity=dg.AssetCheckSeverity.ERROR,
         description=verdict.reason,
         metadata={"degraded": verdict.degraded, "degradation_reason": verdict.reason,
-                  "margin": settings.performance.margin,
+                  "failed_checks": ", ".join(verdict.failed) or "none",
+                  "mae_margin": settings.performance.mae_margin,
+                  "accuracy_margin": settings.performance.accuracy_margin,
+                  "critical_recall_margin": settings.performance.critical_recall_margin,
                   "window_hours": settings.performance.window_hours,
                   **{k: v for k, v in metadata_figures(document, scored).items()
                      if k.startswith(("live_mae", "evaluated_mae", "mae_ratio", "rows_h"))}})
