@@ -1,9 +1,10 @@
-"""`amhs run`: materialize the whole asset graph in the persistent Dagster instance.
+"""`amhs run`: materialize the whole asset graph in the persistent Dagster instance, as the
+named jobs a user would launch (they show by name in the UI's run list):
 
-One run materializes every asset before the promotion gate, every horizon of horizon_models
-included (the run covers the partition range; the asset trains each horizon in one step).
-Then promotion_job runs once, so that a first model becomes champion (later ones only if they
-beat it), and a last run materializes what watches the champion (if any asset does).
+1. training_job: every asset before the promotion gate, every horizon of horizon_models
+   included (the run covers the partition range; the asset trains each horizon in one step);
+2. promotion_job, so that a first model becomes champion (later ones only if they beat it);
+3. monitoring_job: drift against the champion now served, live performance, the dashboard.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.defs.jobs import PROMOTION_ASSETS, reason_tags
+from amhs_assets.defs.jobs import MONITORING_JOB, PROMOTION_ASSETS, reason_tags
 from amhs_assets.defs.partitions import all_partitions_tags
 from amhs_assets.evaluation.evaluate import summary_table
 
@@ -34,34 +35,37 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
     once, then what depends on the champion; report where outputs are and who is champion."""
     definitions = definitions or _default_definitions()
     instance = instance or dg.DagsterInstance.get()
-    started = time.perf_counter()
-    result = _materialize(definitions, instance, BEFORE_GATE, all_partitions_tags())
-    if not _report(echo, result, "every asset before the gate, every horizon", started):
+    result = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
+                      "every asset before the gate, every horizon")
+    if result is None:
         return False
-    started = time.perf_counter()
-    result = definitions.resolve_job_def("promotion_job").execute_in_process(
-        instance=instance, raise_on_error=False, tags=RUN_TAGS, run_config=CONSOLE_INFO)
-    if not _report(echo, result, "promotion_job", started):
+    result = _run_job(echo, definitions, instance, "promotion_job", {}, "the promotion gate")
+    if result is None:
         return False
     gate = result.output_for_node("champion_model")
     echo(f"champion: v{gate['champion']} ({gate['decision']}: {gate['reason']})")
-    if AFTER_GATE.resolve(definitions.resolve_asset_graph()):
-        started = time.perf_counter()
-        after = _materialize(definitions, instance, AFTER_GATE, {})
-        if not _report(echo, after, "assets that watch the champion", started):
-            return False
+    if _has_job(definitions, MONITORING_JOB) and _run_job(
+            echo, definitions, instance, MONITORING_JOB, {},
+            "drift, live performance and the dashboard of the champion") is None:
+        return False
     print_summary(echo, definitions)
     return True
 
 
-def _materialize(definitions: dg.Definitions, instance: dg.DagsterInstance,
-                 selection: dg.AssetSelection, partitions: dict[str, str]
-                 ) -> dg.ExecuteInProcessResult:
-    """One run of the selected assets and their checks (over a partition range, if tagged)."""
-    return dg.materialize([*(definitions.assets or []), *(definitions.asset_checks or [])],
-                          instance=instance, resources=definitions.resources,
-                          selection=selection, raise_on_error=False,
-                          tags=RUN_TAGS | partitions, run_config=CONSOLE_INFO)
+def _has_job(definitions: dg.Definitions, name: str) -> bool:
+    return any(job.name == name for job in definitions.jobs or [])
+
+
+def _run_job(echo: Callable[[str], None], definitions: dg.Definitions,
+             instance: dg.DagsterInstance, name: str, tags: dict[str, str], label: str
+             ) -> dg.ExecuteInProcessResult | None:
+    """One run of a named job in this process; its result, or None when it failed."""
+    started = time.perf_counter()
+    result = definitions.resolve_job_def(name).execute_in_process(
+        instance=instance, raise_on_error=False, tags=RUN_TAGS | tags, run_config=CONSOLE_INFO)
+    echo(f"run {result.run_id[:8]} {name} ({label}): "
+         f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
+    return result if result.success else None
 
 
 def _default_definitions() -> dg.Definitions:
@@ -69,13 +73,6 @@ def _default_definitions() -> dg.Definitions:
     from amhs_assets.definitions import defs
 
     return defs
-
-
-def _report(echo: Callable[[str], None], result, label: str, started: float) -> bool:
-    """One line per Dagster run; whether it succeeded."""
-    echo(f"run {result.run_id[:8]} ({label}): "
-         f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
-    return result.success
 
 
 def print_summary(echo: Callable[[str], None], definitions: dg.Definitions) -> None:

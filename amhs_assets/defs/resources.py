@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import dagster as dg
 import mlflow
@@ -25,6 +25,7 @@ from amhs_assets.contract import (
     FAB_TIMEZONE,
     MAX_FILL_GAP_MIN,
     TARGET_COLUMN,
+    TRIGGER_TAG,
     WARNING_THRESHOLD_S,
 )
 from amhs_assets.models.ensemble import EnsembleConfig
@@ -177,6 +178,18 @@ def settings_from_environment(environment: Environment) -> AmhsSettings:
         raise ValueError(f"{source}: {error}") from None
 
 
+def mlflow_run_name(job_name: str, tags: Mapping[str, str], run_id: str) -> str:
+    """A readable MLflow run name: job, horizons, trigger and the Dagster run, e.g.
+    "training_job h10-25 data 3f2a1b9c"."""
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    single = tags.get("dagster/partition")
+    horizons = f"h{start}-{end}" if start and end and start != end else (
+        f"h{start or single}" if start or single else "")
+    trigger = tags.get(TRIGGER_TAG) or "manual"
+    return " ".join(p for p in (job_name.strip("_").lower(), horizons, trigger, run_id[:8]) if p)
+
+
 @dataclass
 class _InitContext:
     """What dagster-mlflow's MlFlow reads from a resource init context."""
@@ -226,8 +239,9 @@ class MlflowTracking(dg.ConfigurableResource):
         (so every step of a Dagster run logs to one MLflow run) or started; ended with the block."""
         ensure_experiment(self.client(), self.experiment_name, self.artifact_location)
         mlflow.end_run()  # a run left active in this process belongs to another Dagster run
-        job = context.dagster_run.job_name.strip("_").lower()
-        run = SimpleNamespace(job_name=f"{job}-{context.run_id[:8]}")  # the MLflow run's name
+        name = mlflow_run_name(context.dagster_run.job_name, context.dagster_run.tags,
+                               context.run_id)
+        run = SimpleNamespace(job_name=name)  # dagster-mlflow names the MLflow run after it
         # steps of one Dagster run in parallel processes must find, not each start, its run
         with warnings.catch_warnings(), exclusive_lock(Path(self.lock_path).with_name("run.lock")):
             warnings.simplefilter("ignore", dg.BetaWarning)

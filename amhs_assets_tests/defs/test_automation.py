@@ -17,7 +17,12 @@ from amhs_assets.config import read_environment
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
 from amhs_assets.definitions import build_definitions
 from amhs_assets.defs import jobs, sensors
-from amhs_assets.defs.resources import AmhsSettings, MlflowTracking, settings_from_environment
+from amhs_assets.defs.resources import (
+    AmhsSettings,
+    MlflowTracking,
+    mlflow_run_name,
+    settings_from_environment,
+)
 from amhs_assets.models.xgb import XgbConfig
 from amhs_assets.monitoring.drift import reference_window
 from amhs_assets.monitoring.performance import PerformanceConfig, degradation, levels_frame
@@ -245,6 +250,16 @@ def test_a_collapsed_critical_recall_launches_one_retraining_run(settings, insta
     assert request.tags[TRIGGER_TAG] == "performance" and RANGE.items() <= request.tags.items()
     assert "critical_recall@h25: live CRITICAL recall" in request.tags[TRIGGER_REASON_TAG]
     assert tick() == []
+
+
+def test_mlflow_runs_are_named_by_job_horizons_and_trigger():
+    whole = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25",
+             TRIGGER_TAG: "drift"}
+    assert mlflow_run_name("training_job", whole, "3f2a1b9c77") == "training_job h10-25 drift 3f2a1b9c"
+    one = {"dagster/partition": "15"}
+    assert mlflow_run_name("__ephemeral_asset_job__", one, "abcdef0123") == (
+        "ephemeral_asset_job h15 manual abcdef01")
+    assert mlflow_run_name("promotion_job", {}, "0123456789") == "promotion_job manual 01234567"
 
 
 def test_jobs_select_what_the_readme_says(settings):
