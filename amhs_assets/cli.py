@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -46,12 +47,14 @@ def simulate(lines: int, days: int, seed: int, out: Path | None, drift_day: int 
               help="days to simulate when data/raw is empty")
 def run(lines: int, days: int) -> None:
     """Run the whole asset graph (simulating a default data set first if raw/ is empty)."""
+    from amhs_assets.progress import show_bars
     from amhs_assets.runner import run_pipeline
 
     raw = read_environment().layout.raw
     if not raw.exists() or not any(p.is_file() for p in raw.rglob("*")):
         click.echo(f"{raw} is empty: simulating {lines} line(s) x {days} day(s)")
         sim.write_simulation(raw, lines=lines, days=days, seed=sim.DEFAULT_SEED, progress=True)
+    show_bars(sys.stderr.isatty())  # progress bars in a terminal; the Dagster log always has lines
     ok = run_pipeline(echo=click.echo)
     if not ok:
         raise SystemExit(1)

@@ -15,6 +15,7 @@ from amhs_assets.models.dataset import ModelDataset, split_summary
 from amhs_assets.models.kinds import KIND_NAMES
 from amhs_assets.models.splits import TEST, VAL
 from amhs_assets.models.xgb import XgbModel
+from amhs_assets.progress import Progress, advance
 
 MODEL_ORDER = ("persistence", *KIND_NAMES, "champion")
 # the fab's V8 bars (SEED.md): MAE below, R2 above, accuracy above
@@ -29,9 +30,10 @@ class Predictor(Protocol):
     def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]: ...
 
 
-def predictions_frame(models: dict[str, Predictor], ds: ModelDataset, split: str = TEST
-                      ) -> pd.DataFrame:
-    """Long frame of every model's predictions and the actuals over one split."""
+def predictions_frame(models: dict[str, Predictor], ds: ModelDataset, split: str = TEST,
+                      progress: Progress | None = None) -> pd.DataFrame:
+    """Long frame of every model's predictions and the actuals over one split; progress counts
+    (model, horizon) pairs."""
     rows = ds.mask(split)
     X = ds.X[rows]
     parts = []
@@ -48,6 +50,7 @@ def predictions_frame(models: dict[str, Predictor], ds: ModelDataset, split: str
                 **{f"proba_{s}": pred["proba"][:, i] for i, s in enumerate(STATES)},
             })
             parts.append(frame)
+            advance(progress, note=f"{name} h{h}")
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

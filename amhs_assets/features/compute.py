@@ -35,6 +35,7 @@ from amhs_assets.features.spec import (
     FeatureSpec,
     calendar_features,
 )
+from amhs_assets.progress import Progress, advance
 
 CHUNK_ROWS = 8_192  # rows per batch block: keeps prefix sums small and exact, blocks in cache
 _HISTORY = LOOKBACK_MIN - 1  # rows before a block that its first row may read
@@ -322,8 +323,9 @@ def _blocks(bounds: list[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
             yield max(s - _HISTORY, start), s, min(s + CHUNK_ROWS, stop)
 
 
-def build_features(cleaned: pd.DataFrame) -> pd.DataFrame:
-    """The 222 features (float32) of every row of a cleaned frame, with line_id and timestamp first."""
+def build_features(cleaned: pd.DataFrame, progress: Progress | None = None) -> pd.DataFrame:
+    """The 222 features (float32) of every row of a cleaned frame, with line_id and timestamp
+    first; progress counts rows."""
     bounds = checked_bounds(cleaned, NUMERIC_COLUMNS)
     columns = [cleaned[c].to_numpy(np.float64) for c in NUMERIC_COLUMNS]
     minutes = _epoch_minutes(cleaned["timestamp"])
@@ -331,6 +333,7 @@ def build_features(cleaned: pd.DataFrame) -> pd.DataFrame:
     for h, s, e in _blocks(bounds):
         raw = np.stack([c[h:e] for c in columns])
         _fill_block(raw, minutes[h:e], out[:, s:e], s - h)
+        advance(progress, e - s)
     frame = pd.DataFrame(out.T, columns=list(FEATURE_NAMES), index=cleaned.index, copy=False)
     frame.insert(0, "timestamp", cleaned["timestamp"].array)
     frame.insert(0, "line_id", cleaned["line_id"].array)

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from amhs_assets.contract import RAW_COLUMNS
+from amhs_assets.progress import Progress, advance
 
 RAW_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 SOURCE_FILE = "_source_file"  # bookkeeping columns carried next to the contract's columns
@@ -147,12 +148,14 @@ class RawLogs:
 
 
 
-def read_raw_files(raw_dir: Path, paths: list[Path] | None = None) -> RawLogs:
+def read_raw_files(raw_dir: Path, paths: list[Path] | None = None,
+                   progress: Progress | None = None) -> RawLogs:
     """Read every raw file; a file that cannot be used is quarantined whole, the others go on."""
     frames, files, unreadable = [], [], []
     for path in discover_raw_files(raw_dir) if paths is None else paths:
         result = FileResult(path=path.relative_to(raw_dir).as_posix())
         files.append(result)
+        advance(progress)
         try:
             frame, bad_rows = read_raw_file(path)
             frame, notes = check_columns(frame)

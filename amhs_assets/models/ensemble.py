@@ -31,6 +31,7 @@ from amhs_assets.models.dataset import (
 )
 from amhs_assets.models.splits import TRAIN, VAL
 from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.progress import Progress, advance
 
 MEMBERS = ("xgb", "hgb", "mlp")
 WEIGHT_GRID = np.array([w for w in itertools.product(np.arange(11), repeat=3) if sum(w) == 10]) / 10
@@ -230,16 +231,25 @@ def choose_weights(parts: dict[str, dict], y: dict[str, np.ndarray]) -> dict[str
     return out
 
 
+def ensemble_steps(ds: ModelDataset) -> int:
+    """The steps fit_ensemble_model reports: HistGB per horizon, the MLPs, weights per horizon."""
+    return 2 * len(ds.horizons) + 1
+
+
 def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
-                       cfg: EnsembleConfig) -> EnsembleModel:
+                       cfg: EnsembleConfig, progress: Progress | None = None) -> EnsembleModel:
     """Fit the HistGB and MLP members, then choose blend weights on validation rows."""
     fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
     columns = top_features(xgb_models, cfg.top_features)
     X = ds.X[:, columns]
-    hgb = {h: _fit_hgb(ds, X, h, base, cfg) for h in ds.horizons}
+    hgb = {}
+    for h in ds.horizons:
+        hgb[h] = _fit_hgb(ds, X, h, base, cfg)
+        advance(progress, note=f"HistGB h{h}")
     scaler = Scaler.fit(X[ds.mask(TRAIN)])
     mlp, mlp_clfs, scale = _fit_mlps(ds, X, base, scaler, cfg)
+    advance(progress, note="MLPs")
     model = EnsembleModel(
         xgb={h: xgb_models[h] for h in ds.horizons},
         hgb_regressors={(h, t): hgb[h][0][t] for h in ds.horizons for t in REGRESSION_TARGETS},
@@ -256,4 +266,5 @@ def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
         truth["state"] = truth["state"].astype(int)
         for key, w in choose_weights(parts, truth).items():
             model.weights[h, key] = w
+        advance(progress, note=f"weights h{h}")
     return model

@@ -30,6 +30,7 @@ from amhs_assets.models.xgb import (
     fit_booster,
     predict_booster,
 )
+from amhs_assets.progress import Progress, advance
 
 HORIZON_FEATURE = "horizon_min"
 
@@ -83,8 +84,8 @@ class UnifiedModel:
         return ordered(pred) | {"proba": proba}
 
 
-def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4
-                      ) -> UnifiedModel:
+def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4,
+                      progress: Progress | None = None) -> UnifiedModel:
     """Fit the unified model on every horizon's training rows, early-stopped on validation."""
     tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)
     va = _stacked_rows(ds, np.flatnonzero(ds.mask(VAL)), row_share, config.seed + 1)
@@ -93,15 +94,18 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
     matrices = Matrices.build(stack(tr), stack(va), config)
     fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
-    regressors = {
-        name: fit_booster(config, REGRESSION_OBJECTIVE, matrices,
-                          _stacked_targets(ds, tr, name, base), _stacked_targets(ds, va, name, base))
-        for name in REGRESSION_TARGETS}
+    regressors = {}
+    for name in REGRESSION_TARGETS:
+        regressors[name] = fit_booster(config, REGRESSION_OBJECTIVE, matrices,
+                                       _stacked_targets(ds, tr, name, base),
+                                       _stacked_targets(ds, va, name, base))
+        advance(progress, note=name)
     y_tr, y_va = (_stacked_targets(ds, parts, "state", base) for parts in (tr, va))
     classifier = fit_booster(
         config, "multi:softprob", matrices, y_tr, y_va,
         weight=state_weights(y_tr, config.class_weight_power),
         weight_val=state_weights(y_va, config.class_weight_power),
     )
+    advance(progress, note="state")
     return UnifiedModel(regressors, classifier, fallback, ds.persistence_index, tuple(ds.horizons),
                         (*ds.feature_names, HORIZON_FEATURE))

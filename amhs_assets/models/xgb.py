@@ -31,6 +31,7 @@ from amhs_assets.models.dataset import (
     training_rows,
 )
 from amhs_assets.models.splits import VAL
+from amhs_assets.progress import Progress, advance
 
 # The figures that matter are MAEs and transfer times are heavy-tailed: fit the median.
 REGRESSION_OBJECTIVE = "reg:absoluteerror"
@@ -164,7 +165,8 @@ def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
 
 
 def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
-                       matrices: Matrices | None = None) -> HorizonModels:
+                       matrices: Matrices | None = None, progress: Progress | None = None
+                       ) -> HorizonModels:
     """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val.
 
     `matrices` (shared_matrices of ds) may be shared across horizons; labels are taken from
@@ -178,6 +180,7 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
         y = ds.target(name, h) - base
         regressors[name] = fit_booster(config, REGRESSION_OBJECTIVE, matrices, y[tr], y[va])
         best[name] = int(regressors[name].best_iteration)
+        advance(progress, note=f"h{h} {name}: {best[name] + 1} trees")
     state = state_labels(ds.target("state", h))
     classifier = fit_booster(
         config, "multi:softprob", matrices, state[tr], state[va],
@@ -185,15 +188,16 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
         weight_val=state_weights(state[va], config.class_weight_power),
     )
     best["state"] = int(classifier.best_iteration)
+    advance(progress, note=f"h{h} state: {best['state'] + 1} trees")
     return HorizonModels(h, regressors, classifier, fallback, ds.persistence_index,
                          ds.feature_names, best)
 
 
-def fit_xgb_model(ds: ModelDataset, config: XgbConfig,
-                  horizons: tuple[int, ...] | None = None) -> "XgbModel":
-    """Every horizon's models, on one pair of quantised matrices."""
+def fit_xgb_model(ds: ModelDataset, config: XgbConfig, horizons: tuple[int, ...] | None = None,
+                  progress: Progress | None = None) -> "XgbModel":
+    """Every horizon's models, on one pair of quantised matrices (progress: 4 per horizon)."""
     matrices = shared_matrices(ds, config)
-    return XgbModel({h: fit_horizon_models(ds, h, config, matrices)
+    return XgbModel({h: fit_horizon_models(ds, h, config, matrices, progress)
                      for h in (horizons or ds.horizons)})
 
 

@@ -26,6 +26,7 @@ from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.kinds import KIND_NAMES, candidate_models
 from amhs_assets.models.persistence import PersistenceModel
 from amhs_assets.models.xgb import XgbModel
+from amhs_assets.progress import Progress
 from amhs_assets.registry.gate import champion_entry, persistence_verdicts
 from amhs_assets.registry.store import champion_for_evaluation, evaluation_metrics
 
@@ -56,7 +57,9 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     models = {"persistence": PersistenceModel.from_dataset(ds), **candidates}
     if registered is not None:
         models["champion"] = registered.model
-    predictions = predictions_frame(models, ds)
+    with Progress("evaluating on the test window", len(models) * len(ds.horizons),
+                  "model-horizons", context.log.info) as progress:
+        predictions = predictions_frame(models, ds, progress=progress)
     if registered is None:  # today's behaviour: the best candidate on validation
         champ_rows = predictions[predictions["model"] == best].assign(model="champion")
         predictions = pd.concat([predictions, champ_rows], ignore_index=True)

@@ -12,6 +12,7 @@ from amhs_assets.features.compute import build_features, feature_rows_usable
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.features.spec import feature_catalog as make_catalog
 from amhs_assets.features.targets import build_targets
+from amhs_assets.progress import Progress
 
 GROUP = "features"
 
@@ -20,7 +21,8 @@ GROUP = "features"
 def amhs_features(context: dg.AssetExecutionContext, cleaned_amhs_logs: pd.DataFrame
                   ) -> dg.Output[pd.DataFrame]:
     """222 features per line and minute, each from at most 120 minutes at or before the minute."""
-    features = build_features(cleaned_amhs_logs)
+    with Progress("amhs_features", len(cleaned_amhs_logs), "rows", context.log.info) as progress:
+        features = build_features(cleaned_amhs_logs, progress)
     usable = feature_rows_usable(cleaned_amhs_logs)
     return dg.Output(features, metadata={
         "rows": len(features),

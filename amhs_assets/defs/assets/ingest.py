@@ -7,7 +7,13 @@ from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.documents import DataQualityDocument, write_json
 from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
-from amhs_assets.ingest.files import manifest_fingerprint, raw_file_manifest, read_raw_files
+from amhs_assets.ingest.files import (
+    discover_raw_files,
+    manifest_fingerprint,
+    raw_file_manifest,
+    read_raw_files,
+)
+from amhs_assets.progress import Progress
 
 GROUP = "ingest"
 
@@ -42,7 +48,9 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
 )
 def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings):
     """Validated raw rows on a regular one-minute grid per line: short gaps filled and flagged, long gaps missing."""
-    raw = read_raw_files(settings.raw_dir)
+    files = discover_raw_files(settings.raw_dir)
+    with Progress("reading raw files", len(files), "files", context.log.info) as progress:
+        raw = read_raw_files(settings.raw_dir, files, progress)
     result = clean_raw_logs(raw, settings.max_fill_gap_min)
     write_quarantine(result, raw.files, settings.quarantine_dir)
     quality = result.quality

@@ -13,10 +13,11 @@ from amhs_assets.defs.partitions import deployment_horizons, horizon_partitions
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.features.compute import feature_rows_usable
 from amhs_assets.models.dataset import ModelDataset, build_dataset, split_summary
-from amhs_assets.models.ensemble import EnsembleModel, fit_ensemble_model
+from amhs_assets.models.ensemble import EnsembleModel, ensemble_steps, fit_ensemble_model
 from amhs_assets.models.kinds import KINDS
 from amhs_assets.models.unified import UnifiedModel, fit_unified_model
 from amhs_assets.models.xgb import HorizonModels, detect_device, fit_horizon_models, shared_matrices
+from amhs_assets.progress import Progress
 
 GROUP = "training"
 # what an asset that reads every candidate model takes (as **models): one input per model kind
@@ -75,12 +76,14 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
     keys = list(context.partition_keys)
     models, rows = {}, []
     matrices = shared_matrices(model_dataset, config)  # quantised once for every horizon
+    progress = Progress("horizon_models", 4 * len(keys), "models", context.log.info)
     for key in keys:
         started = time.perf_counter()
-        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices)
+        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices, progress)
         trees = {f"trees_{k}": v + 1 for k, v in models[key].best_iterations.items()}
         rows.append({"horizon": int(key), "train_seconds": round(time.perf_counter() - started, 2),
                      **trees})
+    progress.close()
     table = pd.DataFrame(rows)
     one = len(keys) == 1
     yield dg.Output(models[keys[0]] if one else models, metadata={
@@ -101,7 +104,8 @@ def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """One XGBoost model for every horizon: rows stacked per horizon, the horizon an input."""
     started = time.perf_counter()
     config = settings.xgb.pure()
-    model = fit_unified_model(model_dataset, config)
+    with Progress("unified_model", 4, "models", context.log.info) as progress:
+        model = fit_unified_model(model_dataset, config, progress=progress)
     seconds = round(time.perf_counter() - started, 2)
     yield dg.Output(model, metadata={
         "horizons_seen": str(list(model.horizons_seen)), "train_seconds": seconds})
@@ -119,7 +123,9 @@ def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     started = time.perf_counter()
     xgb_models = {int(k): v for k, v in horizon_models.items()}
     config = settings.ensemble.pure()
-    model = fit_ensemble_model(model_dataset, xgb_models, config)
+    with Progress("ensemble_model", ensemble_steps(model_dataset), "steps",
+                  context.log.info) as progress:
+        model = fit_ensemble_model(model_dataset, xgb_models, config, progress)
     seconds = round(time.perf_counter() - started, 2)
     weights = pd.DataFrame([{"horizon": h, "target": t, **dict(zip(("xgb", "hgb", "mlp"), w))}
                             for (h, t), w in sorted(model.weights.items())])
