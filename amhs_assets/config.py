@@ -37,6 +37,7 @@ LEGACY_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "hgb_max_iter": (("ensemble", "hgb_max_iter"),),
     "mlp_epochs": (("ensemble", "mlp_epochs"),),
     "val_fraction": (("splits", "val_fraction"),),
+    "train_window_days": (("splits", "train_window_days"),),
     "test_fraction": (("splits", "test_fraction"),),
     "promotion_metrics": (("gate", "metrics"),),
     "promotion_margin": (("gate", "margin"),),

@@ -54,14 +54,23 @@ class ModelDataset:
         return self.targets[f"{name}_{h}"].to_numpy()
 
 
+def newest_days(timestamps: pd.Series, days: float) -> np.ndarray:
+    """Rows within the newest `days` days before the newest timestamp (of every line)."""
+    return (timestamps > timestamps.max() - pd.Timedelta(days=days)).to_numpy()
+
+
 def build_dataset(features: pd.DataFrame, targets: pd.DataFrame, usable: np.ndarray,
                   horizons: tuple[int, ...], config: SplitConfig, thresholds: dict
                   ) -> ModelDataset:
-    """Join features and targets, drop unusable rows, and label each row's split."""
+    """Join features and targets, keep the newest config.train_window_days (if set), drop
+    unusable rows, and label each row's split."""
     if len(features) != len(targets) or not (
         features["timestamp"].to_numpy() == targets["timestamp"].to_numpy()
     ).all():
         raise ValueError("features and targets must hold the same rows in the same order")
+    if config.train_window_days > 0:
+        inside = newest_days(features["timestamp"], config.train_window_days)
+        features, targets, usable = features[inside], targets[inside], np.asarray(usable)[inside]
     split, bounds = assign_splits(features["line_id"], features["timestamp"], config)
     keep = np.asarray(usable, bool) & (split != "purged")
     names = tuple(c for c in features.columns if c not in ("line_id", "timestamp"))

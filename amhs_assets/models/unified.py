@@ -6,6 +6,7 @@ between the horizons they saw; a horizon outside them is clamped to the nearest 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,10 @@ from amhs_assets.models.dataset import (
 )
 from amhs_assets.models.splits import VAL
 from amhs_assets.models.xgb import (
+    BATCH_ROWS,
     REGRESSION_OBJECTIVE,
     Matrices,
+    RowBatches,
     XgbConfig,
     fit_booster,
     predict_booster,
@@ -84,14 +87,23 @@ class UnifiedModel:
         return ordered(pred) | {"proba": proba}
 
 
+def _stacked_batches(ds: ModelDataset, parts: list[np.ndarray]) -> RowBatches:
+    """Every horizon's rows with the horizon as a feature, fed in batches (never stacked)."""
+    return RowBatches([functools.partial(_with_horizon_rows, ds.X, chunk, h)
+                       for h, rows in zip(ds.horizons, parts)
+                       for chunk in np.array_split(rows, max(1, -(-len(rows) // BATCH_ROWS)))])
+
+
+def _with_horizon_rows(X: np.ndarray, rows: np.ndarray, h: int) -> np.ndarray:
+    return with_horizon(X[rows], h)
+
+
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4,
                       progress: Progress | None = None) -> UnifiedModel:
     """Fit the unified model on every horizon's training rows, early-stopped on validation."""
     tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)
     va = _stacked_rows(ds, np.flatnonzero(ds.mask(VAL)), row_share, config.seed + 1)
-    stack = lambda parts: np.vstack([with_horizon(ds.X[r], h)  # noqa: E731
-                                     for h, r in zip(ds.horizons, parts)])
-    matrices = Matrices.build(stack(tr), stack(va), config)
+    matrices = Matrices.build(_stacked_batches(ds, tr), _stacked_batches(ds, va), config)
     fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
     regressors = {}

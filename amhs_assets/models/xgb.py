@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,40 @@ class XgbConfig:
         }
 
 
+BATCH_ROWS = 65_536  # rows per batch fed to XGBoost: the peak copy is one batch, not every row
+
+
+class RowBatches(xgb.DataIter):
+    """Feature rows fed to XGBoost batch by batch (a QuantileDMatrix built from an iterator):
+    each batch is made when XGBoost asks for it, so the training rows are never concatenated
+    into one copy. XGBoost walks the batches more than once; `reset` starts over."""
+
+    def __init__(self, batches: list[Callable[[], np.ndarray]]):
+        self.batches, self.position = batches, 0
+        super().__init__()
+
+    @classmethod
+    def of_rows(cls, X: np.ndarray, rows: np.ndarray, batch_rows: int = BATCH_ROWS
+                ) -> "RowBatches":
+        """The rows of X at the given indices, in batches of at most batch_rows."""
+        return cls([functools.partial(_take, X, rows[i:i + batch_rows])
+                    for i in range(0, len(rows), batch_rows)])
+
+    def next(self, input_data: Callable) -> bool:
+        if self.position >= len(self.batches):
+            return False
+        input_data(data=self.batches[self.position]())
+        self.position += 1
+        return True
+
+    def reset(self) -> None:
+        self.position = 0
+
+
+def _take(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return X[rows]
+
+
 @dataclass
 class Matrices:
     """Training and validation rows quantised once and shared by every booster fitted on them.
@@ -92,11 +127,12 @@ class Matrices:
     rows: tuple[np.ndarray, np.ndarray] | None = None  # dataset rows of train and val, if any
 
     @classmethod
-    def build(cls, X_train: np.ndarray, X_val: np.ndarray, config: XgbConfig,
+    def build(cls, train_rows: RowBatches, val_rows: RowBatches, config: XgbConfig,
               rows: tuple[np.ndarray, np.ndarray] | None = None) -> "Matrices":
+        """Quantise the training batches, and the validation batches on the training cuts."""
         threads = config.params()["nthread"]
-        train = xgb.QuantileDMatrix(X_train, max_bin=config.max_bin, nthread=threads)
-        val = xgb.QuantileDMatrix(X_val, ref=train, max_bin=config.max_bin, nthread=threads)
+        train = xgb.QuantileDMatrix(train_rows, max_bin=config.max_bin, nthread=threads)
+        val = xgb.QuantileDMatrix(val_rows, ref=train, max_bin=config.max_bin, nthread=threads)
         return cls(train, val, rows)
 
 
@@ -161,7 +197,8 @@ def predict_booster(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
 def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
     """The quantised training (strided) and validation rows every horizon's models share."""
     tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
-    return Matrices.build(ds.X[tr], ds.X[va], config, rows=(tr, va))
+    return Matrices.build(RowBatches.of_rows(ds.X, tr), RowBatches.of_rows(ds.X, va), config,
+                          rows=(tr, va))
 
 
 def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,

@@ -16,13 +16,23 @@ from amhs_assets.evaluation.evaluate import (
     summary_table,
 )
 from amhs_assets.evaluation.metrics import classification_metrics, regression_metrics
-from amhs_assets.models.dataset import dataset_from_raw, training_rows
+from amhs_assets.features.compute import build_features, feature_rows_usable
+from amhs_assets.features.targets import build_targets
+from amhs_assets.models.dataset import build_dataset, dataset_from_raw, training_rows
 from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
 from amhs_assets.models.persistence import PersistenceModel
-from amhs_assets.models.splits import SplitConfig, assign_splits
+from amhs_assets.models.splits import TRAIN, VAL, SplitConfig, assign_splits
 from amhs_assets.models.unified import fit_unified_model
-from amhs_assets.models.xgb import XgbConfig, fit_horizon_models, fit_xgb_model
+from amhs_assets.models.xgb import (
+    Matrices,
+    RowBatches,
+    XgbConfig,
+    fit_booster,
+    fit_horizon_models,
+    fit_xgb_model,
+)
 from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets_tests.support import simulated_rows
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 FAST = XgbConfig(num_boost_round=40, early_stopping_rounds=10, max_bin=32, seed=3)
@@ -172,3 +182,39 @@ def test_a_candidate_too_slow_to_serve_is_not_chosen_however_good(dataset):
     assert best_on_validation(candidates, dataset, slow, budget_ms=20.0)[0] == "persistence"
     assert best_on_validation(candidates, dataset, {"xgb": 500.0, "persistence": 900.0},
                               budget_ms=20.0)[0] == "xgb"  # none fast enough: the best
+
+
+def test_xgboost_learns_from_row_batches_as_from_one_matrix():
+    """The training rows reach XGBoost batch by batch (no concatenated copy); the quantised
+    matrix and so the model are the same however the rows are cut."""
+    _, ds = dataset_from_raw(simulated_rows(("A",), days=2))
+    config = XgbConfig(num_boost_round=15, max_depth=3, device="cpu", seed=1)
+    tr, va = np.flatnonzero(ds.mask(TRAIN)), np.flatnonzero(ds.mask(VAL))
+    y = ds.target("avg", 10) - ds.persistence
+    predictions = []
+    for batch_rows in (len(tr), 256):
+        batches = RowBatches.of_rows(ds.X, tr, batch_rows)
+        assert len(batches.batches) == -(-len(tr) // batch_rows)
+        matrices = Matrices.build(batches, RowBatches.of_rows(ds.X, va, batch_rows), config)
+        assert matrices.train.num_row() == len(tr) and matrices.val.num_row() == len(va)
+        booster = fit_booster(config, "reg:absoluteerror", matrices, y[tr], y[va])
+        predictions.append(booster.inplace_predict(ds.X[va]))
+    np.testing.assert_allclose(predictions[0], predictions[1], rtol=1e-5, atol=1e-3)
+
+
+def test_a_training_window_keeps_the_newest_days_and_splits_them():
+    raw = simulated_rows(("A", "B"), days=4)
+    cleaned, whole = dataset_from_raw(raw)
+    features, targets = build_features(cleaned), build_targets(cleaned)
+    usable = feature_rows_usable(cleaned)
+    config = SplitConfig(gap_min=25, train_window_days=2)
+    ds = build_dataset(features, targets, usable, HORIZONS, config, whole.thresholds)
+    newest = cleaned["timestamp"].max()
+    assert ds.timestamp.min() > newest - pd.Timedelta(days=2)
+    assert len(ds.X) < 0.55 * len(whole.X)  # about half the rows of 4 days
+    starts = pd.to_datetime(ds.boundaries["start"], utc=True)
+    assert (starts > newest - pd.Timedelta(days=2)).all()  # what the version's tags record
+    assert {"train", "val", "test"} <= set(ds.split)
+    everything = build_dataset(features, targets, usable, HORIZONS, SplitConfig(gap_min=25),
+                               whole.thresholds)
+    assert len(everything.X) == len(whole.X)  # 0 = all history
