@@ -80,6 +80,11 @@ class DataLayout:
         return self.root / "predictions"
 
     @property
+    def warehouse(self) -> Path:
+        """The Parquet datasets of the data assets (see amhs_assets.warehouse)."""
+        return self.root / "warehouse"
+
+    @property
     def mlflow(self) -> Path:
         return self.root.resolve() / "mlflow"
 

@@ -38,7 +38,8 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
                    schedules.monitoring_schedule(settings)],
         sensors=[sensors.raw_data_sensor(settings), sensors.retraining_trigger_sensor(settings),
                  sensors.monitoring_after_promotion_sensor(settings)],
-        resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager()},
+        resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager(
+            warehouse_dir=str(settings.layout.warehouse), timezone=settings.fab_timezone)},
     )
 
 

@@ -1,4 +1,6 @@
-"""Dagster's filesystem IO manager, taught to store one output that covers several partitions.
+"""The deployment's storage of asset values: the data assets (cleaned_amhs_logs, amhs_features,
+amhs_targets) in the Parquet warehouse (`amhs_assets.warehouse`), every other value pickled by
+Dagster's filesystem IO manager, taught to store one output that covers several partitions.
 
 A partitioned asset with a single-run backfill policy (horizon_models) runs every partition of a
 range in one step and returns ``{partition_key: value}``; each value goes to the file of its
@@ -12,11 +14,16 @@ from __future__ import annotations
 
 import importlib
 import pickle
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import Field
+
+from amhs_assets.contract import FAB_TIMEZONE
+from amhs_assets.warehouse import read_days, stored_days, write_days
 
 # modules of the flat layout (before the stage packages) -> where their classes live now
 RELOCATED = {
@@ -69,11 +76,51 @@ class PartitionRangePickleIOManager(PickledObjectFilesystemIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path.parent))})
 
 
+WAREHOUSE_ASSETS = ("cleaned_amhs_logs", "amhs_features", "amhs_targets")
+
+
+class WarehouseIOManager(dg.IOManager):
+    """Data frames of the warehouse assets as Parquet by fab-local day; the rest pickled. A
+    warehouse asset with nothing in the warehouse yet (a data folder from before the warehouse)
+    is read from its pickle, until the next materialization writes the warehouse."""
+
+    def __init__(self, pickles: PartitionRangePickleIOManager, warehouse: Path | None,
+                 timezone: str):
+        self.pickles, self.warehouse, self.timezone = pickles, warehouse, timezone
+
+    def _dataset(self, key: dg.AssetKey) -> Path | None:
+        name = key.to_user_string()
+        return self.warehouse / name if self.warehouse and name in WAREHOUSE_ASSETS else None
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        root = self._dataset(context.asset_key)
+        if root is None or not isinstance(obj, pd.DataFrame):
+            self.pickles.handle_output(context, obj)
+            return
+        days = write_days(obj, root, self.timezone, replace_all=not context.has_partition_key)
+        context.add_output_metadata({
+            "warehouse": dg.MetadataValue.path(str(root)), "warehouse_days": len(days),
+            "warehouse_mb": round(sum(f.stat().st_size for f in root.rglob("*.parquet")) / 2**20, 2)})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        root = self._dataset(context.upstream_output.asset_key)
+        if root is not None and stored_days(root):
+            return read_days(root)
+        return self.pickles.load_input(context)
+
+
 class AmhsIOManager(dg.ConfigurableIOManagerFactory):
-    """The deployment's IO manager: pickles under <DAGSTER_HOME>/storage (or base_dir)."""
+    """The deployment's IO manager: the warehouse under warehouse_dir (when set) for the data
+    assets, pickles under <DAGSTER_HOME>/storage (or base_dir) for everything else."""
 
-    base_dir: str | None = Field(default=None, description="folder of the stored values")
+    base_dir: str | None = Field(default=None, description="folder of the pickled values")
+    warehouse_dir: str | None = Field(
+        default=None, description="$AMHS_DATA_DIR/warehouse: the Parquet datasets of "
+                                  "cleaned_amhs_logs, amhs_features and amhs_targets")
+    timezone: str = Field(default=FAB_TIMEZONE, description="the warehouse's days are fab-local")
 
-    def create_io_manager(self, context: dg.InitResourceContext) -> PartitionRangePickleIOManager:
+    def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
         base = self.base_dir or context.instance.storage_directory()
-        return PartitionRangePickleIOManager(base_dir=base)
+        warehouse = Path(self.warehouse_dir) if self.warehouse_dir else None
+        return WarehouseIOManager(PartitionRangePickleIOManager(base_dir=base), warehouse,
+                                  self.timezone)

@@ -1,0 +1,79 @@
+"""The warehouse: the data assets (cleaned logs, features, targets) as Parquet datasets that any
+tool reads without this project (pandas, polars, DuckDB, Spark):
+
+    $AMHS_DATA_DIR/warehouse/<asset key>/date=YYYY-MM-DD/part-0.parquet
+
+one folder per fab-local day (hive layout), rows sorted by line and minute, column types kept
+(timestamps UTC, features float32, state codes int8, flags bool). A day's file is replaced
+atomically: a reader sees the old day or the new one, never half of either. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+DAY = "date"
+PART = "part-0.parquet"
+KEYS = ["line_id", "timestamp"]
+
+
+def local_days(timestamps: pd.Series, timezone: str) -> pd.Series:
+    """The fab-local day (YYYY-MM-DD) of each UTC timestamp."""
+    return timestamps.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+
+
+def day_folder(root: Path, day: str) -> Path:
+    return Path(root) / f"{DAY}={day}"
+
+
+def stored_days(root: Path) -> list[str]:
+    """The days the dataset holds, oldest first."""
+    if not Path(root).is_dir():
+        return []
+    return sorted(p.name.split("=", 1)[1] for p in Path(root).glob(f"{DAY}=*")
+                  if (p / PART).is_file())
+
+
+def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool = False
+               ) -> list[str]:
+    """Write each fab-local day of the frame to its folder (atomically, replacing that day);
+    with replace_all, days the frame does not hold are removed. Returns the days written."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    days = local_days(frame["timestamp"], timezone)
+    written = []
+    for day, rows in frame.groupby(days.to_numpy(), sort=True):
+        folder = day_folder(root, day)
+        folder.mkdir(exist_ok=True)
+        table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+        tmp = folder / f".{PART}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / PART)
+        written.append(str(day))
+    if replace_all:
+        for day in set(stored_days(root)) - set(written):
+            shutil.rmtree(day_folder(root, day))
+    return written
+
+
+def read_days(root: Path, days: list[str] | None = None, columns: list[str] | None = None
+              ) -> pd.DataFrame:
+    """The dataset (or some days of it, some columns) as one frame sorted by line and minute."""
+    root = Path(root)
+    chosen = stored_days(root) if days is None else [d for d in days if d in set(stored_days(root))]
+    if not chosen:
+        raise FileNotFoundError(f"{root}: no day of the dataset is stored"
+                                + (f" among {days}" if days is not None else ""))
+    files = [str(day_folder(root, d) / PART) for d in chosen]
+    table = ds.dataset(files, format="parquet").to_table(columns=columns)
+    frame = table.to_pandas()
+    if set(KEYS) <= set(frame.columns):
+        frame = frame.sort_values(KEYS, kind="stable")
+    return frame.reset_index(drop=True)
