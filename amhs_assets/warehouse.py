@@ -10,6 +10,7 @@ atomically: a reader sees the old day or the new one, never half of either. No D
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -39,6 +40,15 @@ def stored_days(root: Path) -> list[str]:
         return []
     return sorted(p.name.split("=", 1)[1] for p in Path(root).glob(f"{DAY}=*")
                   if (p / PART).is_file())
+
+
+def window_days(root: Path, days: float, lookback_days: int = 1) -> list[str]:
+    """The stored days that hold the newest `days` days of data and the lookback before them
+    (a day more: features and usability look 120 minutes back); every day when days <= 0."""
+    stored = stored_days(root)
+    if days <= 0:
+        return stored
+    return stored[-(math.ceil(days) + 1 + lookback_days):]
 
 
 def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool = False

@@ -4,15 +4,18 @@ Parquet reader, replaced day by day atomically; and the deployment's IO manager 
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from amhs_assets.defs.assets.training import model_dataset
 from amhs_assets.defs.io_manager import AmhsIOManager
-from amhs_assets.features.compute import build_features
+from amhs_assets.defs.resources import AmhsSettings
+from amhs_assets.features.compute import build_features, feature_rows_usable
 from amhs_assets.features.targets import build_targets
 from amhs_assets.models.dataset import dataset_from_raw
-from amhs_assets.warehouse import read_days, stored_days, write_days
+from amhs_assets.warehouse import read_days, stored_days, window_days, write_days
 from amhs_assets_tests.support import simulated_rows
 
 TZ = "Asia/Taipei"
@@ -102,3 +105,43 @@ def test_a_data_folder_from_before_the_warehouse_is_read_from_its_pickle(frames,
     result = dg.materialize([cleaned_amhs_logs.to_source_asset(), row_count],
                             resources={"io_manager": upgraded}, selection=[row_count])
     assert result.output_for_node("row_count") == len(cleaned)
+
+
+def test_window_days_are_the_newest_days_and_one_of_lookback(tmp_path):
+    for day in ("2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"):
+        (tmp_path / f"date={day}").mkdir()
+        (tmp_path / f"date={day}" / "part-0.parquet").write_bytes(b"")
+    assert window_days(tmp_path, 0) == stored_days(tmp_path)  # 0: all history
+    assert window_days(tmp_path, 2) == ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    assert window_days(tmp_path, 1.5) == window_days(tmp_path, 2)
+    assert window_days(tmp_path, 30) == stored_days(tmp_path)
+
+
+def test_model_dataset_reads_only_the_window_it_trains_on(tmp_path):
+    cleaned, whole = dataset_from_raw(simulated_rows(("A", "B"), days=5))
+    warehouse = tmp_path / "warehouse"
+    for name, frame in (("cleaned_amhs_logs", cleaned), ("amhs_features", build_features(cleaned)),
+                        ("amhs_targets", build_targets(cleaned))):
+        write_days(frame, warehouse / name, TZ)
+    settings = AmhsSettings.from_values({"data_dir": str(tmp_path),
+                                         "splits": {"train_window_days": 2}})
+    result = dg.materialize([model_dataset], resources={
+        "settings": settings, "io_manager": dg.InMemoryIOManager()})
+    ds = result.output_for_node("model_dataset")
+    meta = result.asset_materializations_for_node("model_dataset")[0].metadata
+    assert meta["warehouse_days_read"].value == 4 < len(stored_days(warehouse / "amhs_features"))
+    newest = cleaned["timestamp"].max()
+    assert ds.timestamp.min() > newest - pd.Timedelta(days=2)
+    # the window starts with its first minute: the day before was read for the lookback
+    assert ds.timestamp.min() <= newest - pd.Timedelta(days=2) + pd.Timedelta(minutes=1)
+    # the rows of the window are those of the whole history's dataset, usability included
+    within = whole.timestamp > newest - pd.Timedelta(days=2)
+    assert len(ds.X) <= int(within.sum()) and len(ds.X) > 0.9 * int(within.sum())
+    # each row's features are those computed over the whole history (the lookback day is read)
+    features = build_features(cleaned)
+    keys = pd.MultiIndex.from_arrays([features["line_id"], features["timestamp"]])
+    rows = keys.get_indexer(pd.MultiIndex.from_arrays([ds.line_id, ds.timestamp]))
+    assert (rows >= 0).all()
+    np.testing.assert_array_equal(ds.X, features.iloc[rows, 2:].to_numpy())
+    usable = feature_rows_usable(cleaned)
+    assert usable[rows].all()  # usability as over the whole history

@@ -37,6 +37,7 @@ from amhs_assets.monitoring.performance import (
 from amhs_assets.monitoring.versions import version_levels
 from amhs_assets.registry.store import champion_for_evaluation
 from amhs_assets.registry.tags import TAG_FEATURES, TAG_KIND
+from amhs_assets.warehouse import read_days, window_days
 
 GROUP = "monitoring"
 CHECK = "performance_within_evaluated_level"
@@ -97,7 +98,7 @@ def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
 @dg.asset(
     group_name=GROUP,
     kinds={"json", "parquet", "mlflow"},
-    deps=[dg.AssetKey("champion_model")],
+    deps=[dg.AssetKey("champion_model"), dg.AssetKey("cleaned_amhs_logs")],
     ins=CANDIDATE_INS,
     check_specs=[dg.AssetCheckSpec(
         CHECK, asset="performance_monitor",
@@ -106,11 +107,15 @@ def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
                     "accuracy and CRITICAL recall at least evaluated x (1 - their margin)")],
 )
 def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSettings,
-                        mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
-                        evaluation_report: dict, **models):
+                        mlflow: MlflowTracking, evaluation_report: dict, **models):
     """Live error of the served model (API prediction log, else a backtest of the champion on the newest data) against actual outcomes, per line, horizon, version, hour and day, next to its evaluated level."""
     started = time.perf_counter()
-    cleaned, tz = cleaned_amhs_logs, settings.fab_timezone
+    tz = settings.fab_timezone
+    # only the days the backtest window and its lookback cover, not the whole history
+    root = settings.layout.warehouse / "cleaned_amhs_logs"
+    days = window_days(root, settings.performance.backtest_hours / 24 + 1)
+    cleaned = read_days(root, days)
+    context.log.info(f"read {len(days)} day(s) of cleaned logs ({len(cleaned):,} rows)")
     candidates = candidate_models(models)
     model, feature_names, info = watched_model(mlflow, evaluation_report, candidates)
     context.log.info(f"watching {info['version_label']}: {info['selected_by']}")

@@ -8,6 +8,7 @@ from typing import Iterator
 import dagster as dg
 import pandas as pd
 
+from amhs_assets.contract import FLAG_MISSING, KEY_COLUMNS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.partitions import deployment_horizons, horizon_partitions
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
@@ -18,6 +19,7 @@ from amhs_assets.models.kinds import KINDS
 from amhs_assets.models.unified import UnifiedModel, fit_unified_model
 from amhs_assets.models.xgb import HorizonModels, detect_device, fit_horizon_models, shared_matrices
 from amhs_assets.progress import Progress
+from amhs_assets.warehouse import read_days, window_days
 
 GROUP = "training"
 # what an asset that reads every candidate model takes (as **models): one input per model kind
@@ -41,20 +43,28 @@ def config_params(config, prefix: str) -> dict:
     return {f"{prefix}.{k}": v for k, v in dataclasses.asdict(config).items()}
 
 
-@dg.asset(group_name=GROUP, kinds={"numpy"})
-def model_dataset(settings: AmhsSettings, cleaned_amhs_logs: pd.DataFrame,
-                  amhs_features: pd.DataFrame, amhs_targets: pd.DataFrame
+@dg.asset(group_name=GROUP, kinds={"numpy"},
+          deps=["cleaned_amhs_logs", "amhs_features", "amhs_targets"])
+def model_dataset(context: dg.AssetExecutionContext, settings: AmhsSettings
                   ) -> dg.Output[ModelDataset]:
-    """Usable rows split chronologically per line into train, validation and test, with purge gaps."""
+    """Usable rows of the newest splits.train_window_days (0: all history), split chronologically per line into train, validation and test, with purge gaps."""
     horizons = deployment_horizons()
     config = settings.splits.pure(gap_min=max(horizons))
-    ds = build_dataset(amhs_features, amhs_targets, feature_rows_usable(cleaned_amhs_logs),
+    warehouse = settings.layout.warehouse
+    days = window_days(warehouse / "amhs_features", config.train_window_days)
+    context.log.info(f"reading {len(days)} day(s) of the warehouse"
+                     + (f" for a {config.train_window_days:g}-day window"
+                        if config.train_window_days > 0 else " (all history)"))
+    flags = read_days(warehouse / "cleaned_amhs_logs", days, columns=[*KEY_COLUMNS, FLAG_MISSING])
+    ds = build_dataset(read_days(warehouse / "amhs_features", days),
+                       read_days(warehouse / "amhs_targets", days), feature_rows_usable(flags),
                        horizons, config, settings.thresholds)
     splits = pd.DataFrame(split_summary(ds)).T.rename_axis("split").reset_index()
     bounds = ds.boundaries.astype(str)
     return dg.Output(ds, metadata={
         **{f"rows_{k}": int(v["rows"]) for k, v in split_summary(ds).items()},
         "purge_gap_min": config.gap_min,
+        "train_window_days": config.train_window_days, "warehouse_days_read": len(days),
         "splits": dg.MetadataValue.md(markdown_table(splits)),
         "boundaries": dg.MetadataValue.md(markdown_table(bounds)),
     })
