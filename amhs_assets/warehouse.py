@@ -51,6 +51,14 @@ def window_days(root: Path, days: float, lookback_days: int = 1) -> list[str]:
     return stored[-(math.ceil(days) + 1 + lookback_days):]
 
 
+def days_since(root: Path, start: pd.Timestamp, timezone: str, lookback_days: int = 1
+               ) -> list[str]:
+    """The stored days from the fab-local day of `start` (less the lookback) to the newest: a
+    contiguous stretch, as the features' lookback and the one-minute grid need."""
+    first = (pd.Timestamp(start) - pd.Timedelta(days=lookback_days)).tz_convert(timezone)
+    return [d for d in stored_days(root) if d >= first.strftime("%Y-%m-%d")]
+
+
 def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool = False
                ) -> list[str]:
     """Write each fab-local day of the frame to its folder (atomically, replacing that day);

@@ -15,7 +15,7 @@ from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.features.compute import build_features, feature_rows_usable
 from amhs_assets.features.targets import build_targets
 from amhs_assets.models.dataset import dataset_from_raw
-from amhs_assets.warehouse import read_days, stored_days, window_days, write_days
+from amhs_assets.warehouse import days_since, read_days, stored_days, window_days, write_days
 from amhs_assets_tests.support import simulated_rows
 
 TZ = "Asia/Taipei"
@@ -145,3 +145,13 @@ def test_model_dataset_reads_only_the_window_it_trains_on(tmp_path):
     np.testing.assert_array_equal(ds.X, features.iloc[rows, 2:].to_numpy())
     usable = feature_rows_usable(cleaned)
     assert usable[rows].all()  # usability as over the whole history
+
+
+def test_days_since_a_start_are_contiguous_to_the_newest_with_a_day_of_lookback(tmp_path):
+    for day in ("2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"):
+        (tmp_path / f"date={day}").mkdir()
+        (tmp_path / f"date={day}" / "part-0.parquet").write_bytes(b"")
+    # 2026-03-02T20:00Z is 2026-03-03 04:00 in Taipei: its day, the day before, and after
+    assert days_since(tmp_path, pd.Timestamp("2026-03-02T20:00Z"), TZ) == [
+        "2026-03-02", "2026-03-03", "2026-03-04"]
+    assert days_since(tmp_path, pd.Timestamp("2026-02-01T00:00Z"), TZ) == stored_days(tmp_path)

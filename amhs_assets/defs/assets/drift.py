@@ -15,6 +15,7 @@ from amhs_assets.models.xgb import HorizonModels
 from amhs_assets.monitoring.drift import detect_drift, latest_window, reference_window
 from amhs_assets.registry.store import TrackingUnreachable, version_ref
 from amhs_assets.registry.tags import train_window_from_tags
+from amhs_assets.warehouse import days_since, read_days, stored_days
 
 GROUP = "monitoring"
 
@@ -45,20 +46,36 @@ def champion_training_window(context: dg.AssetExecutionContext, mlflow: MlflowTr
     return train_window_from_tags(champion.tags), champion.version
 
 
+def read_reference_to_now(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                          *bounds: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cleaned logs and features from the earliest reference start (and a day of lookback) to
+    the newest minute, from the warehouse: not the history before the reference."""
+    warehouse = settings.layout.warehouse
+    starts = [pd.to_datetime(b["start"], utc=True).min()
+              for b in bounds if b is not None and len(b)]
+    days = days_since(warehouse / "cleaned_amhs_logs", min(starts), settings.fab_timezone) \
+        if starts else stored_days(warehouse / "cleaned_amhs_logs")
+    context.log.info(f"read {len(days)} day(s) of the warehouse (reference start to now)")
+    return (read_days(warehouse / "cleaned_amhs_logs", days),
+            read_days(warehouse / "amhs_features", days))
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"evidently", "html", "json"},
     ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    deps=["cleaned_amhs_logs", "amhs_features"],
 )
 def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
-                 mlflow: MlflowTracking, cleaned_amhs_logs: pd.DataFrame,
-                 amhs_features: pd.DataFrame, model_dataset: ModelDataset,
+                 mlflow: MlflowTracking, model_dataset: ModelDataset,
                  horizon_models: dict[str, HorizonModels]):
     """Drift of the latest day against the champion's training window, per line: inputs, target, predictions."""
     config = settings.drift.pure()
-    cleaned = cleaned_amhs_logs
-    reference, source = reference_window(cleaned, model_dataset.boundaries,
-                                         *champion_training_window(context, mlflow))
+    champion_bounds, champion = champion_training_window(context, mlflow)
+    cleaned, amhs_features = read_reference_to_now(context, settings, model_dataset.boundaries,
+                                                   champion_bounds)
+    reference, source = reference_window(cleaned, model_dataset.boundaries, champion_bounds,
+                                         champion)
     context.log.info(f"drift reference: {source}")
     current = latest_window(cleaned, config.current_hours)
     usable = feature_rows_usable(cleaned)
