@@ -58,8 +58,9 @@ class Progress:
         when = "done in " + _duration(time.perf_counter() - self.started) if self.done >= self.total \
             else ("ETA " + _duration(eta) if eta == eta else "ETA unknown")
         extra = f", {note}" if note else ""
+        rate = f"{self.rate:,.0f}" if self.rate >= 100 else f"{self.rate:.3g}"
         return (f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}), "
-                f"{self.rate:.3g} {self.unit}/s, {when}{extra}")
+                f"{rate} {self.unit}/s, {when}{extra}")
 
     def advance(self, n: int = 1, note: str = "") -> None:
         """n more units done."""
