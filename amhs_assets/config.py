@@ -15,18 +15,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from amhs_assets.contract import HORIZONS
+from amhs_assets.contract import FAB_TIMEZONE, HORIZONS
 
 ENV_DATA_DIR = "AMHS_DATA_DIR"
 ENV_SETTINGS = "AMHS_SETTINGS"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 DEFAULT_DATA_DIR = "data"
+HISTORY_START = "2020-01-01"  # first day partition; older raw rows are reported, not stored
 
 # names of earlier (flat) settings -> their place in the nested settings
 LEGACY_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -121,6 +123,16 @@ class Environment:
     @property
     def layout(self) -> DataLayout:
         return DataLayout(self.data_dir)
+
+    @property
+    def fab_timezone(self) -> str:
+        """The timezone of the fab-local days that partition the data (and of the schedules)."""
+        return str(self.settings.get("fab_timezone", FAB_TIMEZONE))
+
+    @property
+    def history_start(self) -> str:
+        """The first fab-local day the day partitions offer (YYYY-MM-DD)."""
+        return str(self.settings.get("history_start", HISTORY_START))
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -36,7 +36,8 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
         jobs=[jobs.ingest_job, jobs.training_job, jobs.promotion_job, jobs.monitoring_job(keys)],
         schedules=[schedules.retraining_schedule(settings), schedules.promotion_schedule(settings),
                    schedules.monitoring_schedule(settings)],
-        sensors=[sensors.raw_data_sensor(settings), sensors.retraining_trigger_sensor(settings),
+        sensors=[sensors.raw_data_sensor(settings), sensors.ingested_data_sensor(settings),
+                 sensors.retraining_trigger_sensor(settings),
                  sensors.monitoring_after_promotion_sensor(settings)],
         resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager(
             warehouse_dir=str(settings.layout.warehouse), timezone=settings.fab_timezone)},

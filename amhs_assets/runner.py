@@ -1,10 +1,13 @@
 """`amhs run`: materialize the whole asset graph in the persistent Dagster instance, as the
 named jobs a user would launch (they show by name in the UI's run list):
 
-1. training_job: every asset before the promotion gate, every horizon of horizon_models
+1. ingest_job over every day the raw files cover (one run over the range of days: each data
+   asset in one step, a day at a time; days already stored are rewritten, as the data may have
+   changed by hand);
+2. training_job: every asset before the promotion gate, every horizon of horizon_models
    included (the run covers the partition range; the asset trains each horizon in one step);
-2. promotion_job, so that a first model becomes champion (later ones only if they beat it);
-3. monitoring_job: drift against the champion now served, live performance, the dashboard.
+3. promotion_job, so that a first model becomes champion (later ones only if they beat it);
+4. monitoring_job: drift against the champion now served, live performance, the dashboard.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Callable
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.defs.jobs import MONITORING_JOB, PROMOTION_ASSETS, reason_tags
-from amhs_assets.defs.partitions import all_partitions_tags
+from amhs_assets.defs.jobs import INGEST_JOB, MONITORING_JOB, PROMOTION_ASSETS, reason_tags
+from amhs_assets.defs.partitions import all_partitions_tags, offered_days, range_tags
+from amhs_assets.ingest.days import INDEX_FILE, RawIndex, refresh_index
 from amhs_assets.evaluation.evaluate import summary_table
 
 AFTER_GATE = PROMOTION_ASSETS.downstream() - PROMOTION_ASSETS
@@ -35,8 +39,15 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
     once, then what depends on the champion; report where outputs are and who is champion."""
     definitions = definitions or _default_definitions()
     instance = instance or dg.DagsterInstance.get()
+    days = ingest_days(definitions.resources["settings"], echo)
+    if not days:
+        echo("no raw rows on any day the day partitions offer: nothing to ingest")
+        return False
+    if _run_job(echo, definitions, instance, INGEST_JOB, range_tags(days[0], days[-1]),
+                f"{len(days)} day(s), {days[0]} to {days[-1]}") is None:
+        return False
     result = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
-                      "every asset before the gate, every horizon")
+                      "every model of every horizon, evaluation, registration, drift")
     if result is None:
         return False
     result = _run_job(echo, definitions, instance, "promotion_job", {}, "the promotion gate")
@@ -50,6 +61,18 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
         return False
     print_summary(echo, definitions)
     return True
+
+
+def ingest_days(settings, echo: Callable[[str], None]) -> list[str]:
+    """The days the raw files cover that the day partitions offer (the others are reported)."""
+    path = settings.layout.warehouse / INDEX_FILE
+    index, _ = refresh_index(settings.raw_dir, RawIndex.load(path, settings.fab_timezone))
+    index.save(path)
+    days, outside = offered_days(index.days())
+    if outside:
+        echo(f"warning: {len(outside)} day(s) of raw rows outside the day partitions "
+             f"({settings.history_start} to tomorrow) are not ingested: {outside[:5]}")
+    return days
 
 
 def _has_job(definitions: dg.Definitions, name: str) -> bool:

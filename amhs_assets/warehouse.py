@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +60,20 @@ def days_since(root: Path, start: pd.Timestamp, timezone: str, lookback_days: in
     return [d for d in stored_days(root) if d >= first.strftime("%Y-%m-%d")]
 
 
+def write_day(frame: pd.DataFrame, root: Path, day: str) -> Path:
+    """Write one day's rows (atomically, replacing the day); no rows removes the day."""
+    folder = day_folder(Path(root), day)
+    if frame.empty:
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder / PART
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    tmp = folder / f".{PART}.{os.getpid()}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(folder / PART)
+    return folder / PART
+
+
 def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool = False
                ) -> list[str]:
     """Write each fab-local day of the frame to its folder (atomically, replacing that day);
@@ -68,12 +83,7 @@ def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool
     days = local_days(frame["timestamp"], timezone)
     written = []
     for day, rows in frame.groupby(days.to_numpy(), sort=True):
-        folder = day_folder(root, day)
-        folder.mkdir(exist_ok=True)
-        table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
-        tmp = folder / f".{PART}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / PART)
+        write_day(rows, root, str(day))
         written.append(str(day))
     if replace_all:
         for day in set(stored_days(root)) - set(written):
@@ -81,11 +91,14 @@ def write_days(frame: pd.DataFrame, root: Path, timezone: str, replace_all: bool
     return written
 
 
-def read_days(root: Path, days: list[str] | None = None, columns: list[str] | None = None
-              ) -> pd.DataFrame:
-    """The dataset (or some days of it, some columns) as one frame sorted by line and minute."""
+def read_days(root: Path, days: list[str] | None = None, columns: list[str] | None = None,
+              missing_ok: bool = False) -> pd.DataFrame:
+    """The dataset (or some days of it, some columns) as one frame sorted by line and minute;
+    with missing_ok, no stored day is an empty frame instead of an error."""
     root = Path(root)
     chosen = stored_days(root) if days is None else [d for d in days if d in set(stored_days(root))]
+    if not chosen and missing_ok:
+        return pd.DataFrame(columns=columns or [])
     if not chosen:
         raise FileNotFoundError(f"{root}: no day of the dataset is stored"
                                 + (f" among {days}" if days is not None else ""))
@@ -95,3 +108,33 @@ def read_days(root: Path, days: list[str] | None = None, columns: list[str] | No
     if set(KEYS) <= set(frame.columns):
         frame = frame.sort_values(KEYS, kind="stable")
     return frame.reset_index(drop=True)
+
+
+class DayFrames(Mapping):
+    """The frames of several days, each computed when it is asked for: a step over many days
+    holds one day in memory at a time. `stats` gathers what the computation reports."""
+
+    def __init__(self, days: list[str], compute: Callable[[str], pd.DataFrame]):
+        self.days, self.compute, self.stats = list(days), compute, {}
+
+    def __getitem__(self, day: str) -> pd.DataFrame:
+        if day not in self.days:
+            raise KeyError(day)
+        return self.compute(day)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.days)
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+
+class DayReader:
+    """Days of a stored dataset, read when asked for: what a step gets for a warehouse input."""
+
+    def __init__(self, root: Path, days: list[str]):
+        self.root, self.days = Path(root), list(days)
+
+    def read(self, days: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Some of the days (all by default); days not stored are skipped, none is empty."""
+        return read_days(self.root, self.days if days is None else days, columns, missing_ok=True)

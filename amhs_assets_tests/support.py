@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 
 from amhs_assets.contract import (
     CHAMPION_ALIAS,
+    FAB_TIMEZONE,
     HORIZONS,
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
@@ -288,3 +289,19 @@ def with_critical_minutes(scored: pd.DataFrame, share: float, caught: float, see
     critical = rng.random(len(scored)) < share
     hit = critical & (rng.random(len(scored)) < caught)
     return scored.assign(actual_state=np.where(critical, 2, 0), pred_state=np.where(hit, 2, 0))
+
+
+def write_local_days(rows: pd.DataFrame, raw_dir: Path, timezone: str = FAB_TIMEZONE
+                     ) -> dict[str, Path]:
+    """Raw rows as one CSV per line and fab-local day (raw_dir/<line>/<line>_<day>.csv), the
+    way a fab whose loggers rotate at local midnight writes them; {day: path} of the last line."""
+    stamps = pd.to_datetime(rows["timestamp"], utc=True)
+    days = stamps.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+    text = rows.assign(timestamp=stamps.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    paths = {}
+    for (line, day), part in text.groupby([rows["line_id"], days], sort=True):
+        path = Path(raw_dir) / str(line) / f"{line}_{day}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.to_csv(path, index=False, na_rep="")
+        paths[day] = path
+    return paths

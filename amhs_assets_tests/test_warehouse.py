@@ -9,14 +9,26 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from amhs_assets.contract import MAX_FILL_GAP_MIN
 from amhs_assets.defs.assets.training import model_dataset
 from amhs_assets.defs.io_manager import AmhsIOManager
+from amhs_assets.defs.partitions import FEATURES_LOOKBACK, day_partitions, range_tags
+from amhs_assets.ingest.clean import stitch_days
+from amhs_assets.ingest.days import RawIndex, clean_day, refresh_index
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.features.compute import build_features, feature_rows_usable
 from amhs_assets.features.targets import build_targets
 from amhs_assets.models.dataset import dataset_from_raw
-from amhs_assets.warehouse import days_since, read_days, stored_days, window_days, write_days
-from amhs_assets_tests.support import simulated_rows
+from amhs_assets.warehouse import (
+    DayFrames,
+    DayReader,
+    days_since,
+    read_days,
+    stored_days,
+    window_days,
+    write_days,
+)
+from amhs_assets_tests.support import simulated_rows, write_local_days
 
 TZ = "Asia/Taipei"
 
@@ -65,46 +77,99 @@ def test_a_day_is_replaced_alone_and_stale_days_go_with_a_full_rewrite(frames, t
     assert not list(root.glob("**/*.tmp"))  # atomic writes leave nothing behind
 
 
-def test_the_io_manager_keeps_data_assets_in_the_warehouse_and_the_rest_pickled(frames, tmp_path):
+def test_the_io_manager_stores_data_assets_by_day_and_hands_out_day_readers(frames, tmp_path):
     cleaned = frames["cleaned_amhs_logs"]
+    local = cleaned["timestamp"].dt.tz_convert(TZ).dt.strftime("%Y-%m-%d")
+    days = sorted(local.unique())
+    computed = []
 
-    @dg.asset
-    def cleaned_amhs_logs() -> pd.DataFrame:
-        return cleaned
+    @dg.asset(partitions_def=day_partitions, backfill_policy=dg.BackfillPolicy.single_run())
+    def cleaned_amhs_logs(context) -> DayFrames:
+        def day(key: str) -> pd.DataFrame:
+            computed.append(key)
+            return cleaned[(local == key).to_numpy()]
+        return DayFrames(list(context.partition_keys), day)
 
-    @dg.asset
-    def row_count(cleaned_amhs_logs: pd.DataFrame) -> int:
-        return len(cleaned_amhs_logs)
+    @dg.asset(partitions_def=day_partitions,
+              ins={"cleaned_amhs_logs": dg.AssetIn(partition_mapping=FEATURES_LOOKBACK)})
+    def lookback(context, cleaned_amhs_logs: DayReader) -> dict:
+        return {"days": cleaned_amhs_logs.days, "rows": len(cleaned_amhs_logs.read())}
+
+    @dg.asset(deps=[cleaned_amhs_logs])
+    def row_count(cleaned_amhs_logs: DayReader) -> int:
+        return len(cleaned_amhs_logs.read())
 
     manager = AmhsIOManager(base_dir=str(tmp_path / "storage"),
                             warehouse_dir=str(tmp_path / "warehouse"), timezone=TZ)
-    result = dg.materialize([cleaned_amhs_logs, row_count], resources={"io_manager": manager})
-    assert result.success and result.output_for_node("row_count") == len(cleaned)
-    root = tmp_path / "warehouse" / "cleaned_amhs_logs"
-    pd.testing.assert_frame_equal(read_days(root), cleaned.reset_index(drop=True))
-    assert not (tmp_path / "storage" / "cleaned_amhs_logs").exists()  # no pickle of the data
-    assert (tmp_path / "storage" / "row_count").is_file()
-    meta = result.asset_materializations_for_node("cleaned_amhs_logs")[0].metadata
-    assert meta["warehouse_days"].value == len(stored_days(root))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([cleaned_amhs_logs], resources={"io_manager": manager},
+                                instance=instance, tags=range_tags(days[0], days[-1]))
+        assert result.success and computed == days  # one step, a day at a time, in order
+        root = tmp_path / "warehouse" / "cleaned_amhs_logs"
+        pd.testing.assert_frame_equal(read_days(root), cleaned.reset_index(drop=True))
+        assert not (tmp_path / "storage" / "cleaned_amhs_logs").exists()  # no pickle of the data
+        meta = result.asset_materializations_for_node("cleaned_amhs_logs")[0].metadata
+        assert meta["days_written"].value == len(days) and meta["rows_written"].value == len(cleaned)
+        one = dg.materialize([cleaned_amhs_logs.to_source_asset(), lookback], selection=[lookback],
+                             partition_key=days[1], resources={"io_manager": manager},
+                             instance=instance)
+        value = one.output_for_node("lookback")
+        assert value == {"days": days[:2], "rows": int(local.isin(days[:2]).sum())}
+        assert (tmp_path / "storage" / "lookback" / days[1]).is_file()  # the rest pickled
 
-
-def test_a_data_folder_from_before_the_warehouse_is_read_from_its_pickle(frames, tmp_path):
-    cleaned = frames["cleaned_amhs_logs"]
-
-    @dg.asset
-    def cleaned_amhs_logs() -> pd.DataFrame:
+    @dg.asset(name="cleaned_amhs_logs", partitions_def=day_partitions)
+    def every_day_in_one(context) -> pd.DataFrame:
         return cleaned
 
-    @dg.asset
-    def row_count(cleaned_amhs_logs: pd.DataFrame) -> int:
-        return len(cleaned_amhs_logs)
+    wrong = dg.materialize([every_day_in_one], partition_key=days[0],
+                           resources={"io_manager": manager}, raise_on_error=False)
+    assert not wrong.success  # rows of other days never land in a day's file
 
-    storage = str(tmp_path / "storage")
-    dg.materialize([cleaned_amhs_logs], resources={"io_manager": AmhsIOManager(base_dir=storage)})
-    upgraded = AmhsIOManager(base_dir=storage, warehouse_dir=str(tmp_path / "warehouse"))
-    result = dg.materialize([cleaned_amhs_logs.to_source_asset(), row_count],
-                            resources={"io_manager": upgraded}, selection=[row_count])
-    assert result.output_for_node("row_count") == len(cleaned)
+
+def test_day_partitions_compute_exactly_what_the_whole_history_computes(tmp_path):
+    """Cleaning each fab-local day alone, then stitching a day to its neighbour, gives the
+    features and targets of cleaning everything at once, gaps across midnight included; the
+    one difference: the filled minutes that end a day before a short gap across midnight have
+    targets but no features (a day's features do not read the next day), and the missing
+    minutes that start a day after a long gap have features but no targets; neither is a
+    usable row."""
+    rows = simulated_rows(("A", "B"), days=3)
+    local = pd.to_datetime(rows["timestamp"], utc=True).dt.tz_convert(TZ)
+    day_of = local.dt.strftime("%Y-%m-%d")
+    days = sorted(day_of.unique())
+    minute = local.dt.strftime("%H:%M")
+    short = (rows["line_id"] == "A") & (day_of == days[1]) & minute.between("23:58", "23:59")
+    long_gap = (rows["line_id"] == "B") & (day_of == days[2]) & (minute <= "00:30")
+    rows = rows[~(short | long_gap)]  # a filled gap and a missing stretch across midnight
+    whole, _ = dataset_from_raw(rows)
+    write_local_days(rows, tmp_path / "raw", TZ)
+    index, _ = refresh_index(tmp_path / "raw", RawIndex(TZ))
+    per_day = {d: clean_day(tmp_path / "raw", index, d, MAX_FILL_GAP_MIN).cleaned for d in days}
+    wanted = {d: (whole["timestamp"].dt.tz_convert(TZ).dt.strftime("%Y-%m-%d") == d).to_numpy()
+              for d in days}
+    for i, d in enumerate(days[1:-1], start=1):
+        back = stitch_days([per_day[days[i - 1]], per_day[d]], MAX_FILL_GAP_MIN)
+        ahead = stitch_days([per_day[d], per_day[days[i + 1]]], MAX_FILL_GAP_MIN)
+        mine = {"features": build_features(back), "targets": build_targets(ahead)}
+        theirs = {"features": build_features(whole), "targets": build_targets(whole)}
+        for name in mine:
+            own = (mine[name]["timestamp"].dt.tz_convert(TZ).dt.strftime("%Y-%m-%d") == d).to_numpy()
+            got, expected = mine[name][own], theirs[name][wanted[d]]
+            keys = pd.MultiIndex.from_frame(expected[["line_id", "timestamp"]])
+            present = keys.isin(pd.MultiIndex.from_frame(got[["line_id", "timestamp"]]))
+            absent = whole[wanted[d]][~present]
+            # absent: filled minutes that end a day (no features) or missing minutes that start
+            # one (targets); neither is ever a usable row
+            assert (absent["is_filled"] if name == "features" else absent["is_missing"]).all()
+            assert len(absent) == {("features", 1): 2, ("targets", 2): 31}.get((name, i), 0)
+            # equal up to float rounding: the prefix sums start at another row
+            pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                          expected[present].reset_index(drop=True),
+                                          check_exact=False, rtol=1e-4, atol=1e-4)
+    stitched = stitch_days([per_day[days[1]], per_day[days[2]]], MAX_FILL_GAP_MIN)
+    across = stitched[(stitched["line_id"] == "A") & stitched["is_filled"]]
+    assert len(across) >= 2  # the short gap across midnight is filled, as in the whole history
+    assert stitched.loc[stitched["line_id"] == "B", "is_missing"].sum() >= 30
 
 
 def test_window_days_are_the_newest_days_and_one_of_lookback(tmp_path):

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import Field
 
 from amhs_assets.contract import FAB_TIMEZONE
-from amhs_assets.warehouse import read_days, stored_days, write_days
+from amhs_assets.warehouse import DayReader, local_days, stored_days, write_day
 
 # modules of the flat layout (before the stage packages) -> where their classes live now
 RELOCATED = {
@@ -80,9 +80,10 @@ WAREHOUSE_ASSETS = ("cleaned_amhs_logs", "amhs_features", "amhs_targets")
 
 
 class WarehouseIOManager(dg.IOManager):
-    """Data frames of the warehouse assets as Parquet by fab-local day; the rest pickled. A
-    warehouse asset with nothing in the warehouse yet (a data folder from before the warehouse)
-    is read from its pickle, until the next materialization writes the warehouse."""
+    """The warehouse assets as Parquet, one file per fab-local day (their day partitions); the
+    rest pickled. An output is a `DayFrames` (or a frame for one day): each day is computed and
+    written in turn, so a run over many days holds one in memory. An input is a `DayReader`
+    over the upstream days the run maps to (the consumer reads the days and columns it needs)."""
 
     def __init__(self, pickles: PartitionRangePickleIOManager, warehouse: Path | None,
                  timezone: str):
@@ -94,19 +95,40 @@ class WarehouseIOManager(dg.IOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         root = self._dataset(context.asset_key)
-        if root is None or not isinstance(obj, pd.DataFrame):
+        if root is None:
             self.pickles.handle_output(context, obj)
             return
-        days = write_days(obj, root, self.timezone, replace_all=not context.has_partition_key)
+        if not context.has_asset_partitions:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()} is stored by fab-local day: run it for "
+                "day partitions")
+        days = list(context.asset_partition_keys)
+        frames = obj if isinstance(obj, Mapping) else {days[0]: obj}
+        if len(days) > 1 and set(frames) != set(days) or len(days) == 1 and days[0] not in frames:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()} ran for days {days[0]}..{days[-1]}: it "
+                f"must return one frame per day, got {sorted(frames)[:3]}...")
+        rows = 0
+        for day in days:
+            frame = frames[day]
+            outside = local_days(frame["timestamp"], self.timezone) != day if len(frame) else []
+            if len(frame) and outside.any():
+                raise dg.DagsterInvariantViolationError(
+                    f"{context.asset_key.to_user_string()} day {day}: {int(outside.sum())} row(s) "
+                    f"of other days, e.g. {frame.loc[outside, 'timestamp'].iloc[0]}")
+            write_day(frame, root, day)
+            rows += len(frame)
         context.add_output_metadata({
-            "warehouse": dg.MetadataValue.path(str(root)), "warehouse_days": len(days),
-            "warehouse_mb": round(sum(f.stat().st_size for f in root.rglob("*.parquet")) / 2**20, 2)})
+            "warehouse": dg.MetadataValue.path(str(root)), "days_written": len(days),
+            "rows_written": rows, **getattr(obj, "stats", {})})
 
     def load_input(self, context: dg.InputContext) -> Any:
         root = self._dataset(context.upstream_output.asset_key)
-        if root is not None and stored_days(root):
-            return read_days(root)
-        return self.pickles.load_input(context)
+        if root is None:
+            return self.pickles.load_input(context)
+        days = (list(context.asset_partition_keys) if context.has_asset_partitions
+                else stored_days(root))
+        return DayReader(root, days)
 
 
 class AmhsIOManager(dg.ConfigurableIOManagerFactory):

@@ -8,10 +8,11 @@ import contextlib
 import dataclasses
 import typing
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -19,7 +20,7 @@ import pydantic
 from mlflow import MlflowClient
 from pydantic import Field
 
-from amhs_assets.config import DEFAULT_DATA_DIR, DataLayout, Environment
+from amhs_assets.config import DEFAULT_DATA_DIR, HISTORY_START, DataLayout, Environment
 from amhs_assets.contract import (
     CRITICAL_THRESHOLD_S,
     FAB_TIMEZONE,
@@ -97,7 +98,11 @@ class AmhsSettings(dg.ConfigurableResource):
     quarantine_warn_share: float = Field(
         default=0.05, description="warn when more than this share of rows is quarantined"
     )
-    fab_timezone: str = Field(default=FAB_TIMEZONE, description="timezone of schedules and pages")
+    fab_timezone: str = Field(default=FAB_TIMEZONE, description="timezone of the day partitions, "
+                                                               "schedules and pages")
+    history_start: str = Field(default=HISTORY_START,
+                               description="first fab-local day (YYYY-MM-DD) of the day "
+                                           "partitions; raw rows before it are reported")
     promotion_cron: str = Field(default="0 6 * * *",
                                 description="when promotion_job runs, in fab_timezone")
     retraining_cron: str = Field(default="0 2 * * *",
@@ -126,7 +131,7 @@ class AmhsSettings(dg.ConfigurableResource):
                                              description="performance_monitor and its check")
 
     @classmethod
-    def from_values(cls, values: dict) -> "AmhsSettings":
+    def from_values(cls, values: dict) -> AmhsSettings:
         """Settings from a mapping of fields (nested sections as mappings); an unknown field,
         at the top or in a section, is an error that names the known ones."""
         unknown = sorted(set(values) - set(cls.model_fields))
@@ -205,7 +210,7 @@ class MlflowTracking(dg.ConfigurableResource):
     $AMHS_DATA_DIR/mlflow/ by default, a server when MLFLOW_TRACKING_URI names one."""
 
     tracking_uri: str = Field(description="sqlite:///<data>/mlflow/mlflow.db or http(s)://host")
-    artifact_location: Optional[str] = Field(
+    artifact_location: str | None = Field(
         default=None, description="artifact folder of the experiment (embedded store; a server "
                                   "chooses its own)")
     experiment_name: str = Field(default="amhs", description="MLflow experiment of every run")
@@ -215,7 +220,7 @@ class MlflowTracking(dg.ConfigurableResource):
 
     @classmethod
     def for_data_dir(cls, data_dir: str | Path, tracking_uri: str | None = None
-                     ) -> "MlflowTracking":
+                     ) -> MlflowTracking:
         """The embedded store under <data>/mlflow/, or the server at tracking_uri."""
         layout = DataLayout(Path(data_dir))
         lock = str(layout.registry_lock)
@@ -225,7 +230,7 @@ class MlflowTracking(dg.ConfigurableResource):
                    artifact_location=layout.embedded_artifacts, lock_path=lock)
 
     @classmethod
-    def from_environment(cls, environment: Environment) -> "MlflowTracking":
+    def from_environment(cls, environment: Environment) -> MlflowTracking:
         """The embedded store under $AMHS_DATA_DIR/mlflow/, or MLFLOW_TRACKING_URI's server."""
         return cls.for_data_dir(environment.data_dir, environment.tracking_uri)
 

@@ -1,15 +1,28 @@
-"""The sensors: raw_data_sensor (new or changed raw files -> one training_job run per state of
-the folder), retraining_trigger_sensor (a drift or degradation episode -> one training_job run
-per episode; their logic lives in ingest.watch and monitoring.triggers) and
-monitoring_after_promotion_sensor (a promotion_job -> one monitoring_job run)."""
+"""The sensors:
+- raw_data_sensor: new or changed raw files -> one backfill of the day partitions they touch,
+  per state of the folder (the logic lives in ingest.watch);
+- ingested_data_sensor: a burst's backfill done -> one training_job run;
+- retraining_trigger_sensor: a drift or degradation episode -> one training_job run per episode
+  (monitoring.triggers);
+- monitoring_after_promotion_sensor: a promotion_job -> one monitoring_job run.
+"""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionStatus
+
+from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
 from amhs_assets.defs.jobs import MONITORING_JOB, reason_tags, training_job, training_tags
+from amhs_assets.defs.partitions import offered_days
 from amhs_assets.defs.resources import AmhsSettings
-from amhs_assets.ingest.watch import WatchState, decide
+from amhs_assets.ingest.days import INDEX_FILE, RawIndex, affected_days, refresh_index
+from amhs_assets.ingest.watch import WatchState, decide, partitions_to_refresh
 from amhs_assets.monitoring.triggers import (
     SOURCES,
     Report,
@@ -31,27 +44,104 @@ def latest_raw_fingerprint(instance: dg.DagsterInstance) -> str:
     return str(value.value) if value is not None else ""
 
 
-def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
-    """training_job whenever the raw folder settles in a new state (see amhs_assets.ingest.watch)."""
+BURST_TAG = "amhs/burst"  # on a burst's backfill and its runs: the folder state it ingests
+BURST_DAYS_TAG = "amhs/burst_days"  # how many days of cleaned logs the burst re-materializes
+DATA_ASSETS = ("raw_amhs_logs", "cleaned_amhs_logs", "amhs_features", "amhs_targets")
 
-    @dg.sensor(name="raw_data_sensor", job=training_job,
+
+def ingest_plan(settings: AmhsSettings, changed: list[str], log) -> dict[str, list[str]]:
+    """The day partitions that the changed raw files touch (see partitions_to_refresh), from
+    the raw index before and after the change (a corrected file may move rows between days)."""
+    path = settings.layout.warehouse / INDEX_FILE
+    before = RawIndex.load(path, settings.fab_timezone)
+    after, _ = refresh_index(settings.raw_dir, before)
+    after.save(path)
+    days, outside = offered_days(affected_days(before, after, changed))
+    if outside:
+        log.warning(f"raw rows on {len(outside)} day(s) outside the day partitions are not "
+                    f"ingested: {outside[:5]}")
+    return partitions_to_refresh(days, set(after.days()))
+
+
+def backfill_request(graph, plan: dict[str, list[str]], tags: dict[str, str]) -> dg.RunRequest:
+    """A backfill of raw_amhs_logs and the planned day partitions: the backfill daemon runs
+    them in dependency order, contiguous days of an asset in one run."""
+    wanted = {AssetKeyPartitionKey(dg.AssetKey("raw_amhs_logs"), None)} | {
+        AssetKeyPartitionKey(dg.AssetKey(asset), day) for asset, days in plan.items()
+        for day in days}
+    return dg.RunRequest.for_asset_graph_subset(
+        AssetGraphSubset.from_asset_partition_set(wanted, graph), tags=tags)
+
+
+def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
+    """New or changed raw files -> a backfill of only the days they touch (ingest_job's data
+    assets); ingested_data_sensor launches training_job when it is done."""
+
+    @dg.sensor(name="raw_data_sensor", asset_selection=dg.AssetSelection.assets(*DATA_ASSETS),
                minimum_interval_seconds=settings.sensor_interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Watches {settings.raw_dir} (path, size, time; SHA-256 to confirm): "
-                           "new, changed or removed raw files launch one training_job run once "
-                           "they hold still for a tick; run key = fingerprint of the folder.")
+                           "new, changed or removed raw files, once they hold still for a tick, "
+                           "launch one backfill of only the fab-local days they touch (cleaned "
+                           "logs, features and targets, plus the next day's features and the "
+                           "previous day's targets), tagged amhs/burst; ingested_data_sensor "
+                           "then launches training_job.")
     def _sensor(context: dg.SensorEvaluationContext):
         state = WatchState.loads(context.cursor)
         # no launch remembered (first tick, or a reset cursor): the data of the last
-        # materialization is the baseline, so a restart does not retrain on unchanged data
+        # materialization is the baseline, so a restart does not redo unchanged data
         baseline = "" if state.fingerprint else latest_raw_fingerprint(context.instance)
         decision = decide(settings.raw_dir, state, baseline)
         context.update_cursor(decision.state.dumps())
         if decision.action != "launch":
             return dg.SkipReason(decision.reason)
+        plan = ingest_plan(settings, decision.changed, context.log)
         shown = ", ".join(decision.changed[:5]) + (", ..." if len(decision.changed) > 5 else "")
-        return dg.RunRequest(run_key=decision.run_key,
-                             tags=training_tags("data", f"{decision.reason}: {shown}"))
+        tags = {BURST_TAG: decision.run_key,
+                BURST_DAYS_TAG: str(len(plan["cleaned_amhs_logs"]))} | reason_tags(
+            "data", f"{decision.reason}: {shown}")
+        return backfill_request(context.repository_def.asset_graph, plan, tags)
+
+    return _sensor
+
+
+DONE = (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED)
+ENDED = (*DONE, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
+         BulkActionStatus.CANCELED)
+
+
+def ingested_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
+    """training_job once per raw-data burst whose backfill completed (run key train-<burst>)."""
+
+    @dg.sensor(name="ingested_data_sensor", job=training_job,
+               minimum_interval_seconds=settings.sensor_interval_s,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="When the backfill of a raw_data_sensor burst has ended: training_job "
+                           "on the updated warehouse if every partition was stored (once per "
+                           "burst; run key train-<burst>), nothing if it failed or touched no "
+                           "day.")
+    def _sensor(context: dg.SensorEvaluationContext):
+        handled = json.loads(context.cursor) if context.cursor else []
+        ended = [b for b in context.instance.get_backfills(limit=100)
+                 if BURST_TAG in b.tags and b.status in ENDED and b.backfill_id not in handled]
+        if not ended:
+            return dg.SkipReason("no raw-data burst has finished its ingest since the last look")
+        context.update_cursor(json.dumps((handled + [b.backfill_id for b in ended])[-200:]))
+        requests, notes = [], []
+        for backfill in sorted(ended, key=lambda b: b.backfill_timestamp):
+            burst = backfill.tags[BURST_TAG]
+            if backfill.status not in DONE:
+                notes.append(f"ingest of {burst} ended {backfill.status.value}: no training")
+            elif backfill.tags.get(BURST_DAYS_TAG) == "0":
+                notes.append(f"{burst} touched no day: nothing to train on")
+            else:
+                requests.append(dg.RunRequest(run_key=f"train-{burst}", tags=training_tags(
+                    backfill.tags.get(TRIGGER_TAG, "data"),
+                    backfill.tags.get(TRIGGER_REASON_TAG, burst))))
+        for note in notes:
+            context.log.info(note)
+        # one training run for everything ingested since the last look: the newest burst
+        return requests[-1:] if requests else dg.SkipReason("; ".join(notes))
 
     return _sensor
 

@@ -39,7 +39,7 @@ def _as_numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return numbers, ~empty & numbers.isna()
 
 
-def _as_utc(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+def as_utc(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     """A timestamp column as UTC (naive means UTC), and a mask of values present but unparsable."""
     if pd.api.types.is_datetime64_any_dtype(column):
         stamps = column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
@@ -65,7 +65,7 @@ def type_columns(text: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             ids = text[name].astype("string").str.strip()
             typed[name] = ids.astype(object).where(ids.notna(), None)
             continue
-        values, bad = (_as_utc if name == "timestamp" else _as_numbers)(text[name])
+        values, bad = (as_utc if name == "timestamp" else _as_numbers)(text[name])
         typed[name] = values
         if bad.any():
             what = "not an ISO 8601 timestamp" if name == "timestamp" else "not a number"
@@ -159,7 +159,7 @@ def regularize(clean: pd.DataFrame, max_fill_gap: int) -> pd.DataFrame:
     flagged ``is_filled``; minutes of longer gaps flagged ``is_missing`` with every value NaN."""
     clean = clean.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     if clean.empty:
-        return _empty_cleaned()
+        return empty_cleaned()
     minute = (clean["timestamp"].astype("int64") // 60_000_000_000).to_numpy()
     line = clean["line_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, line[1:] != line[:-1]])
@@ -192,7 +192,7 @@ def regularize(clean: pd.DataFrame, max_fill_gap: int) -> pd.DataFrame:
     return out
 
 
-def _empty_cleaned() -> pd.DataFrame:
+def empty_cleaned() -> pd.DataFrame:
     """A cleaned frame with no rows and the right columns and types."""
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in NUMERIC_COLUMNS})
     frame.insert(0, "timestamp", pd.Series(dtype="datetime64[ns, UTC]"))
@@ -266,9 +266,9 @@ def quality_report(files: list[FileResult], quarantined: pd.DataFrame, duplicate
     rows_read = sum(r.rows_read for r in files)
     return {
         "rows_read": int(rows_read),
-        "rows_clean": int(len(kept)),
+        "rows_clean": len(kept),
         "rows_quarantined": int(len(quarantined) + whole),
-        "rows_duplicate": int(len(duplicates)),
+        "rows_duplicate": len(duplicates),
         "duplicate_conflicts": int(duplicates["conflict"].sum()) if len(duplicates) else 0,
         "rows_filled": int(cleaned[FLAG_FILLED].sum()),
         "minutes_missing": int(cleaned[FLAG_MISSING].sum()),
@@ -295,3 +295,20 @@ def write_quarantine(result: CleanResult, files: list[FileResult], quarantine_di
         tmp = quarantine_dir / f".{name}.tmp"
         frame.to_csv(tmp, index=False)
         tmp.replace(quarantine_dir / name)
+
+
+def stitch_days(days: list[pd.DataFrame], max_fill_gap: int) -> pd.DataFrame:
+    """Consecutive days of the cleaned grid as one grid, exactly as if they had been cleaned
+    together: each day's grid ends at its lines' last reading, so a gap across midnight is
+    regridded here (filled and flagged when short, missing when long); fills inside a day keep
+    their flag."""
+    frame = pd.concat([d for d in days if len(d)], ignore_index=True) if any(
+        len(d) for d in days) else empty_cleaned()
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+    present = frame[~frame[FLAG_MISSING].to_numpy(bool)]
+    grid = regularize(present.drop(columns=[FLAG_FILLED, FLAG_MISSING]), max_fill_gap)
+    filled_before = pd.MultiIndex.from_frame(present.loc[present[FLAG_FILLED], list(KEY_COLUMNS)])
+    grid[FLAG_FILLED] |= pd.MultiIndex.from_frame(grid[list(KEY_COLUMNS)]).isin(filled_before)
+    return grid

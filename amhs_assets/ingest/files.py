@@ -191,17 +191,6 @@ def folder_fingerprint(hashes: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def raw_file_manifest(raw_dir: Path) -> pd.DataFrame:
-    """Every raw file with its size, modification time and content hash (SHA-256)."""
-    rows = []
-    for path in discover_raw_files(raw_dir):
-        stat = path.stat()
-        rows.append({"path": path.relative_to(raw_dir).as_posix(), "bytes": stat.st_size,
-                     "modified": pd.Timestamp(stat.st_mtime_ns, unit="ns", tz="UTC"),
-                     "sha256": file_sha256(path)})
-    return pd.DataFrame(rows, columns=["path", "bytes", "modified", "sha256"])
-
-
 def manifest_fingerprint(manifest: pd.DataFrame) -> str:
     """The folder fingerprint of a manifest."""
     return folder_fingerprint(dict(zip(manifest["path"], manifest["sha256"])))

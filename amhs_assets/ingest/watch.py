@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amhs_assets.ingest.days import neighbour_day
 from amhs_assets.ingest.files import discover_raw_files, file_sha256, folder_fingerprint
 
 Scan = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
@@ -86,3 +87,14 @@ def decide(raw_dir: Path, state: WatchState, baseline: str = "") -> TickDecision
     return TickDecision("launch", f"{len(really)} new or changed and {len(removed)} removed "
                         "raw file(s)", run_key=f"raw-{current[:16]}", changed=really + removed,
                         state=following)
+
+
+def partitions_to_refresh(days: list[str], known: set[str]) -> dict[str, list[str]]:
+    """The day partitions to re-materialize when the raw rows of `days` changed: those days of
+    every data asset, the next day's features (their 120-minute lookback reads the changed day)
+    and the previous day's targets (their last 25 minutes look into it), among the known days."""
+    changed = set(days)
+    after = {neighbour_day(d, 1) for d in changed} & known
+    before = {neighbour_day(d, -1) for d in changed} & known
+    return {"cleaned_amhs_logs": sorted(changed), "amhs_features": sorted(changed | after),
+            "amhs_targets": sorted(changed | before)}

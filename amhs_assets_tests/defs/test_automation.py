@@ -8,10 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.utils import make_new_backfill_id
 
 from amhs_assets.config import read_environment
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
@@ -30,7 +33,12 @@ from amhs_assets.monitoring.triggers import Launch, Report, SourceState, advance
 from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.tags import train_window_from_tags, train_window_tags, trigger_tags
 from amhs_assets.runner import AFTER_GATE, BEFORE_GATE
-from amhs_assets_tests.support import simulated_scored, with_critical_minutes
+from amhs_assets_tests.support import (
+    simulated_rows,
+    simulated_scored,
+    with_critical_minutes,
+    write_local_days,
+)
 
 RANGE = {"dagster/asset_partition_range_start": "10", "dagster/asset_partition_range_end": "25"}
 
@@ -50,11 +58,13 @@ class Ticker:
     """Evaluates a sensor tick after tick, carrying its cursor as the daemon does."""
 
     def __init__(self, sensor: dg.SensorDefinition, instance: dg.DagsterInstance,
-                 cursor: str | None = None):
+                 cursor: str | None = None, definitions: dg.Definitions | None = None):
         self.sensor, self.instance, self.cursor = sensor, instance, cursor
+        self.definitions = definitions
 
     def __call__(self) -> list[dg.RunRequest]:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
+                                          definitions=self.definitions)
         result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor
         return list(result.run_requests or [])
@@ -66,20 +76,105 @@ def write(path, text: str = "x\n1\n") -> None:
 
 
 # --- raw_data_sensor ---------------------------------------------------------------------------
-def test_a_new_raw_file_launches_one_training_run_over_every_horizon(settings, instance):
-    tick = Ticker(sensors.raw_data_sensor(settings), instance)
+@pytest.fixture
+def deployment(settings):
+    return build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
+
+
+def raw_ticker(settings, instance, deployment) -> Ticker:
+    return Ticker(sensors.raw_data_sensor(settings), instance, definitions=deployment)
+
+
+def planned(request: dg.RunRequest) -> dict[str, set]:
+    """asset -> partitions of a backfill request (None for an unpartitioned asset)."""
+    subset = request.asset_graph_subset
+    out = {k.to_user_string(): {None} for k in subset.non_partitioned_asset_keys}
+    for key, parts in subset.partitions_subsets_by_asset_key.items():
+        out[key.to_user_string()] = set(parts.get_partition_keys())
+    return out
+
+
+def submit(instance, request: dg.RunRequest) -> str:
+    """Record a backfill request as the sensor daemon does; its id."""
+    backfill_id = make_new_backfill_id()
+    instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
+        backfill_id=backfill_id, dynamic_partitions_store=instance, backfill_timestamp=time.time(),
+        asset_graph_subset=request.asset_graph_subset, tags=request.tags, title=None,
+        description=None, run_config=None))
+    return backfill_id
+
+
+def end(instance, backfill_id: str, status: BulkActionStatus) -> None:
+    """Mark a backfill ended, as the backfill daemon does when its runs are done."""
+    instance.update_backfill(instance.get_backfill(backfill_id).with_status(status))
+
+
+def ingest(deployment, instance, plan: dict[str, set]) -> None:
+    """Carry out a planned backfill as the daemon would: each asset for its days, in order."""
+    for asset in ("raw_amhs_logs", "cleaned_amhs_logs", "amhs_features", "amhs_targets"):
+        for day in sorted(plan.get(asset, ()), key=str):
+            assert dg.materialize(deployment.assets, selection=[asset], partition_key=day,
+                                  instance=instance, resources=deployment.resources).success
+
+
+def test_new_raw_files_ingest_only_their_days_then_launch_one_training_run(
+        settings, instance, deployment):
+    tick = raw_ticker(settings, instance, deployment)
     assert tick() == []  # empty folder
-    write(settings.raw_dir / "OHT-A" / "day1.csv")
-    assert tick() == []  # first seen: it may still be growing
-    [request] = tick()
-    assert request.run_key.startswith("raw-") and request.job_name in (None, "training_job")
-    assert request.tags[TRIGGER_TAG] == "data" and "OHT-A/day1.csv" in request.tags[TRIGGER_REASON_TAG]
-    assert RANGE.items() <= request.tags.items()
-    assert tick() == [] and tick() == []  # the same file again: nothing
+    rows = simulated_rows(("A",), days=4)
+    local = pd.to_datetime(rows["timestamp"], utc=True).dt.tz_convert(settings.fab_timezone)
+    day_of = local.dt.strftime("%Y-%m-%d")
+    new_day = sorted(day_of.unique())[-2]
+    days = sorted(write_local_days(rows[day_of < new_day], settings.raw_dir))
+    assert tick() == []  # first seen: they may still be growing
+    [backfill] = tick()
+    assert backfill.requires_backfill_daemon()
+    plan = planned(backfill)
+    assert plan == {"raw_amhs_logs": {None}, "cleaned_amhs_logs": set(days),
+                    "amhs_features": set(days), "amhs_targets": set(days)}
+    assert backfill.tags[TRIGGER_TAG] == "data" and "A/A_" in backfill.tags[TRIGGER_REASON_TAG]
+    burst = backfill.tags[sensors.BURST_TAG]
+    train = Ticker(sensors.ingested_data_sensor(settings), instance, definitions=deployment)
+    backfill_id = submit(instance, backfill)
+    assert train() == []  # the ingest has not ended: no training yet
+    ingest(deployment, instance, plan)
+    end(instance, backfill_id, BulkActionStatus.COMPLETED_SUCCESS)
+    [training] = train()
+    assert training.run_key == f"train-{burst}" and training.job_name in (None, "training_job")
+    assert RANGE.items() <= training.tags.items() and training.tags[TRIGGER_TAG] == "data"
+    assert "A/A_" in training.tags[TRIGGER_REASON_TAG]
+    assert train() == [] and tick() == [] and tick() == []  # the same files again: nothing
+
+    # a new day: only its partitions and the previous day's targets (they look 25 min ahead)
+    write_local_days(rows[day_of == new_day], settings.raw_dir)
+    assert tick() == []
+    [backfill] = tick()
+    assert planned(backfill) == {"raw_amhs_logs": {None}, "cleaned_amhs_logs": {new_day},
+                                 "amhs_features": {new_day}, "amhs_targets": {days[-1], new_day}}
 
 
-def test_a_file_still_growing_waits_until_it_holds_still(settings, instance):
-    tick = Ticker(sensors.raw_data_sensor(settings), instance)
+def test_a_corrected_file_for_an_old_day_replans_that_day_and_its_neighbours(
+        settings, instance, deployment):
+    rows = simulated_rows(("A",), days=4)
+    files = write_local_days(rows, settings.raw_dir)
+    days = sorted(files)
+    tick = raw_ticker(settings, instance, deployment)
+    tick()
+    ingest(deployment, instance, planned(tick()[0]))
+    old = days[1]
+    frame = pd.read_csv(files[old])
+    frame.loc[10, "transfer_time_avg_s"] = frame.loc[10, "transfer_time_avg_s"] + 1.0
+    frame.to_csv(files[old], index=False)
+    assert tick() == []  # settling
+    [backfill] = tick()
+    plan = planned(backfill)
+    assert plan["cleaned_amhs_logs"] == {old}
+    assert plan["amhs_features"] == {old, days[2]}  # the next day reads its last 120 minutes
+    assert plan["amhs_targets"] == {days[0], old}  # the previous day looks 25 minutes into it
+
+
+def test_a_file_still_growing_waits_until_it_holds_still(settings, instance, deployment):
+    tick = raw_ticker(settings, instance, deployment)
     path = settings.raw_dir / "day1.csv"
     write(path, "x\n1\n")
     for i in range(3):
@@ -90,8 +185,8 @@ def test_a_file_still_growing_waits_until_it_holds_still(settings, instance):
     assert len(tick()) == 1
 
 
-def test_a_burst_of_files_becomes_one_run(settings, instance):
-    tick = Ticker(sensors.raw_data_sensor(settings), instance)
+def test_a_burst_of_files_becomes_one_backfill(settings, instance, deployment):
+    tick = raw_ticker(settings, instance, deployment)
     tick()
     for i in range(6):
         write(settings.raw_dir / f"OHT-{i}" / f"day{i}.csv", f"x\n{i}\n")
@@ -100,15 +195,30 @@ def test_a_burst_of_files_becomes_one_run(settings, instance):
     assert tick() == []
     [request] = tick()
     assert "6 new or changed" in request.tags[TRIGGER_REASON_TAG]
+    assert planned(request) == {"raw_amhs_logs": {None}}  # unreadable files cover no day
+    ingest(deployment, instance, planned(request))
+    end(instance, submit(instance, request), BulkActionStatus.COMPLETED_SUCCESS)
+    train = Ticker(sensors.ingested_data_sensor(settings), instance, definitions=deployment)
+    assert train() == []  # no day changed: nothing to train on
     assert tick() == []
 
 
-def test_a_restart_with_an_empty_cursor_does_not_retrain_on_materialized_data(settings, instance):
+def test_a_failed_ingest_launches_no_training(settings, instance, deployment):
+    write_local_days(simulated_rows(("A",), days=1), settings.raw_dir)
+    tick = raw_ticker(settings, instance, deployment)
+    tick()
+    [request] = tick()
+    end(instance, submit(instance, request), BulkActionStatus.COMPLETED_FAILED)
+    train = Ticker(sensors.ingested_data_sensor(settings), instance, definitions=deployment)
+    assert train() == [] and train() == []
+
+
+def test_a_restart_with_an_empty_cursor_does_not_redo_materialized_data(
+        settings, instance, deployment):
     write(settings.raw_dir / "day1.csv")
-    defs = build_definitions(settings, MlflowTracking.for_data_dir(settings.data_dir))
-    assert dg.materialize(defs.assets, selection=["raw_amhs_logs"], instance=instance,
-                          resources=defs.resources).success
-    tick = Ticker(sensors.raw_data_sensor(settings), instance)  # a new cursor, the same data
+    assert dg.materialize(deployment.assets, selection=["raw_amhs_logs"], instance=instance,
+                          resources=deployment.resources).success
+    tick = raw_ticker(settings, instance, deployment)  # a new cursor, the same data
     assert tick() == [] and tick() == [] and tick() == []
     write(settings.raw_dir / "day2.csv")  # and a real change still launches
     assert tick() == []
@@ -198,10 +308,14 @@ def test_nightly_retraining_and_daily_promotion_run_on_fab_time(settings):
     assert (promotion.job_name, promotion.cron_schedule, promotion.execution_timezone) == (
         "promotion_job", "0 6 * * *", "Asia/Taipei")
     assert promotion.default_status == dg.DefaultScheduleStatus.RUNNING
-    for name in ("raw_data_sensor", "retraining_trigger_sensor"):
+    for name in ("ingested_data_sensor", "retraining_trigger_sensor"):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.job_name == "training_job"
+    raw = defs.resolve_sensor_def("raw_data_sensor")  # backfills of the data assets' days
+    assert raw.default_status == dg.DefaultSensorStatus.RUNNING
+    assert {k.to_user_string() for k in raw.asset_selection.resolve(
+        defs.resolve_asset_graph())} == set(sensors.DATA_ASSETS)
 
 
 def test_monitoring_runs_every_hour_on_its_own(settings):
@@ -270,8 +384,9 @@ def test_jobs_select_what_the_readme_says(settings):
     assert selected("ingest_job") == {"raw_amhs_logs", "cleaned_amhs_logs", "amhs_features",
                                       "feature_catalog", "amhs_targets"}
     training = selected("training_job")
-    assert {"raw_amhs_logs", "horizon_models", "evaluation_report", "registered_model",
+    assert {"model_dataset", "horizon_models", "evaluation_report", "registered_model",
             "drift_report"} <= training and "champion_model" not in training
+    assert not training & selected("ingest_job")  # training reads the warehouse ingest_job keeps
     assert selected("promotion_job") == {"champion_model"}
     present = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert selected("monitoring_job") == present & set(jobs.MONITORING_KEYS)

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from amhs_assets.contract import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
+    FAB_TIMEZONE,
     HORIZONS,
     NUMERIC_COLUMNS,
     TARGET_COLUMN,
@@ -55,6 +56,7 @@ from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.predictor import AmhsPredictor
 from amhs_assets.registry.tags import data_fingerprint
 from amhs_assets.simulate.lines import simulate_lines
+from amhs_assets.warehouse import write_days
 
 THRESHOLDS = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
 
@@ -104,6 +106,9 @@ def world(tmp_path_factory):
                   "unified_model": fit_unified_model(ds, FAST, row_share=0.2),
                   "ensemble_model": fit_ensemble_model(ds, xgb, TINY_ENSEMBLE)}
     io = Preloaded(values)
+    # registered_model reads its training window's cleaned rows from the warehouse
+    write_days(cleaned, AmhsSettings.from_values({"data_dir": str(data)}).layout.warehouse
+               / "cleaned_amhs_logs", FAB_TIMEZONE)
     # an unbounded latency budget: the candidate is chosen on validation alone, not on serving
     # latency measured under whatever load the machine has (that made the choice flaky)
     settings = AmhsSettings.from_values({"data_dir": str(data), "xgb": {"num_boost_round": 5},

@@ -1,29 +1,56 @@
-"""Ingest stage: raw files in, a validated one-minute grid out, every row accounted for."""
+"""Ingest stage: raw files in, a validated one-minute grid per fab-local day out, every row
+accounted for."""
+
+from collections import Counter
 
 import dagster as dg
 import pandas as pd
 
 from amhs_assets.defs.metadata import markdown_table
+from amhs_assets.defs.partitions import day_partitions, offered_days
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.documents import DataQualityDocument, write_json
-from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
-from amhs_assets.ingest.files import (
-    discover_raw_files,
-    manifest_fingerprint,
-    raw_file_manifest,
-    read_raw_files,
+from amhs_assets.ingest.clean import empty_cleaned
+from amhs_assets.ingest.days import (
+    COUNTS,
+    INDEX_FILE,
+    RawIndex,
+    clean_day,
+    publish_quality,
+    refresh_index,
+    write_day_quality,
 )
+from amhs_assets.ingest.files import discover_raw_files, manifest_fingerprint
 from amhs_assets.progress import Progress
+from amhs_assets.warehouse import DayFrames
 
 GROUP = "ingest"
+
+
+def current_index(settings: AmhsSettings, log=None) -> RawIndex:
+    """The raw index refreshed (only new or changed files are read) and stored."""
+    path = settings.layout.warehouse / INDEX_FILE
+    files = discover_raw_files(settings.raw_dir)
+    with Progress("indexing raw files", len(files), "files", log) as progress:
+        index, _ = refresh_index(settings.raw_dir, RawIndex.load(path, settings.fab_timezone),
+                                 progress)
+    index.save(path)
+    return index
 
 
 @dg.asset(group_name=GROUP, kinds={"csv", "parquet"})
 def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
                   ) -> dg.Output[pd.DataFrame]:
-    """Inventory of the raw log files under AMHS_DATA_DIR/raw: path, size, time and content hash."""
-    manifest = raw_file_manifest(settings.raw_dir)
-    context.log.info(f"{len(manifest)} raw file(s) under {settings.raw_dir}")
+    """Inventory of the raw log files under AMHS_DATA_DIR/raw: path, size, time, content hash and the fab-local days each covers."""
+    index = current_index(settings, context.log.info)
+    manifest = index.manifest()
+    days, outside = offered_days(index.days())
+    context.log.info(f"{len(manifest)} raw file(s) under {settings.raw_dir}, {len(days)} day(s)")
+    if outside:
+        context.log.warning(
+            f"{len(outside)} day(s) of raw rows lie outside the day partitions "
+            f"({settings.history_start} to tomorrow) and are not ingested: {outside[:5]}; set "
+            "history_start earlier (or check the clocks of the files)")
     shown = manifest.assign(modified=manifest["modified"].astype(str),
                             sha256=manifest["sha256"].str[:12])
     return dg.Output(manifest, metadata={
@@ -31,14 +58,18 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
         "files": len(manifest),
         "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,
         "fingerprint": manifest_fingerprint(manifest),
+        "first_day": days[0] if days else "", "last_day": days[-1] if days else "",
+        "days": len(days), "days_outside_partitions": ", ".join(outside[:20]),
         "manifest": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no files"),
     })
 
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"pandas", "pandera"},
+    kinds={"pandas", "pandera", "parquet"},
     deps=[raw_amhs_logs],
+    partitions_def=day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         dg.AssetCheckSpec("rows_accounted_for", asset="cleaned_amhs_logs",
                           description="rows_read = rows_clean + rows_quarantined + rows_duplicate"),
@@ -47,39 +78,38 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
     ],
 )
 def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings):
-    """Validated raw rows on a regular one-minute grid per line: short gaps filled and flagged, long gaps missing."""
-    files = discover_raw_files(settings.raw_dir)
-    with Progress("reading raw files", len(files), "files", context.log.info) as progress:
-        raw = read_raw_files(settings.raw_dir, files, progress)
-    result = clean_raw_logs(raw, settings.max_fill_gap_min)
-    write_quarantine(result, raw.files, settings.quarantine_dir)
-    quality = result.quality
+    """Validated raw rows of each fab-local day on a one-minute grid per line: short gaps filled and flagged, long gaps missing."""
+    index = current_index(settings, context.log.info)
+    days = list(context.partition_keys)
+    totals: Counter = Counter()
+    progress = Progress("cleaning days", len(days), "days", context.log.info)
+
+    def clean(day: str) -> pd.DataFrame:
+        result = clean_day(settings.raw_dir, index, day, settings.max_fill_gap_min) \
+            if index.files_for(day) else None
+        write_day_quality(result, day, settings.reports_dir, settings.quarantine_dir)
+        totals.update({k: (result.quality[k] if result else 0) for k in COUNTS})
+        progress.advance()
+        return result.cleaned if result else empty_cleaned()
+
+    frames = DayFrames(days, clean)
+    frames.stats = totals  # the IO manager adds them to the materialization once every day is done
+    report = settings.reports_dir / "data_quality.json"
+    yield dg.Output(frames, metadata={
+        "first_day": days[0], "last_day": days[-1], "days": len(days),
+        "days_with_files": sum(bool(index.files_for(d)) for d in days),
+        "data_quality_report": dg.MetadataValue.path(str(report))})
+    progress.close()
+    quality = publish_quality(index, settings.reports_dir, settings.quarantine_dir)
     DataQualityDocument.model_validate(quality)  # the shape other programs read
-    report = write_json(settings.reports_dir / "data_quality.json", quality)
-    files = pd.DataFrame(quality["files"])
-    if len(files):
-        files["reasons"] = files["reasons"].map(lambda r: "; ".join(r)[:200])
-    cleaned = result.cleaned
-    yield dg.Output(
-        cleaned,
-        metadata={
-            **{k: quality[k] for k in ("rows_read", "rows_clean", "rows_quarantined",
-                                       "rows_duplicate", "duplicate_conflicts", "rows_filled",
-                                       "minutes_missing")},
-            "lines": len(quality["lines"]),
-            "first_minute": str(cleaned["timestamp"].min()) if len(cleaned) else "",
-            "last_minute": str(cleaned["timestamp"].max()) if len(cleaned) else "",
-            "data_quality_report": dg.MetadataValue.path(str(report)),
-            "files": dg.MetadataValue.md(markdown_table(files) if len(files) else "no files"),
-        },
-    )
-    accounted = quality["rows_clean"] + quality["rows_quarantined"] + quality["rows_duplicate"]
+    write_json(report, quality)
+    accounted = totals["rows_clean"] + totals["rows_quarantined"] + totals["rows_duplicate"]
     yield dg.AssetCheckResult(
         check_name="rows_accounted_for",
-        passed=accounted == quality["rows_read"],
-        metadata={"rows_read": quality["rows_read"], "rows_accounted": accounted},
+        passed=accounted == totals["rows_read"],
+        metadata={"rows_read": totals["rows_read"], "rows_accounted": accounted},
     )
-    share = quality["rows_quarantined"] / quality["rows_read"] if quality["rows_read"] else 0.0
+    share = totals["rows_quarantined"] / totals["rows_read"] if totals["rows_read"] else 0.0
     yield dg.AssetCheckResult(
         check_name="quarantine_share_low",
         passed=share <= settings.quarantine_warn_share,

@@ -39,6 +39,7 @@ from amhs_assets.registry.tags import (
     version_description,
     version_tags,
 )
+from amhs_assets.warehouse import read_days, window_days
 
 GROUP = "registry"
 
@@ -60,15 +61,21 @@ def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str,
             | trigger_tags(run_tags or {}, TRIGGER_TAG, TRIGGER_REASON_TAG))
 
 
-@dg.asset(group_name=GROUP, kinds={"mlflow"},
-          ins=CANDIDATE_INS)
-def registered_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking,
-                     evaluation_report: dict, cleaned_amhs_logs: pd.DataFrame,
-                     **models) -> dg.Output[dict]:
+def training_window_logs(settings: AmhsSettings) -> pd.DataFrame:
+    """The cleaned rows of the training window (the days model_dataset reads)."""
+    root = settings.layout.warehouse / "cleaned_amhs_logs"
+    return read_days(root, window_days(root, settings.splits.train_window_days))
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"}, ins=CANDIDATE_INS, deps=["cleaned_amhs_logs"])
+def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
+                     mlflow: MlflowTracking, evaluation_report: dict, **models
+                     ) -> dg.Output[dict]:
     """The best candidate on validation as a new amhs-predictor version (online features and the models of every horizon in one MLflow pyfunc), challenger if it passed the checks."""
     kind = evaluation_report["candidate"]["source"]
     candidates = candidate_models(models)
     model, xgb = candidates[kind], candidates["xgb"]
+    cleaned_amhs_logs = training_window_logs(settings)
     fingerprint = data_fingerprint(cleaned_amhs_logs)
     tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id,
                           dict(context.run.tags))

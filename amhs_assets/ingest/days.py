@@ -1,0 +1,291 @@
+"""Which fab-local days each raw file covers: the index that maps files to day partitions.
+
+The index lives next to the warehouse (``_raw_index.json``) and is refreshed cheaply: a file
+whose size and modification time are unchanged is not read again; a changed one is hashed, and
+read (its timestamp column only) when its content changed. `affected_days` turns the files that
+changed into the days to re-materialize: the days a file covered before and the days it covers
+now (a corrected file can move rows from one day to another). No Dagster here.
+
+A row belongs to the fab-local day of its timestamp. Rows that have no valid timestamp, and a
+file's unreadable rows, are accounted for on the file's home day (its first day); a file with
+no valid timestamp at all (unreadable, columns missing) covers no day and is reported as
+rejected by the whole-history quality report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from amhs_assets.ingest.clean import CleanResult, as_utc, clean_raw_logs, write_quarantine
+from amhs_assets.ingest.files import (
+    NA_TOKENS,
+    SOURCE_FILE,
+    FileRejected,
+    FileResult,
+    RawLogs,
+    check_columns,
+    discover_raw_files,
+    file_sha256,
+    read_raw_file,
+    read_raw_files,
+)
+from amhs_assets.progress import Progress, advance
+
+INDEX_FILE = "_raw_index.json"
+
+
+@dataclass
+class FileDays:
+    """What the index knows of one raw file."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    days: list[str] = field(default_factory=list)  # fab-local days of its valid timestamps
+    rejected: str = ""  # why the file covers no day (unreadable, columns missing, no timestamp)
+    rows: int = 0  # data rows, for the accounting of a rejected file
+
+    @property
+    def home_day(self) -> str | None:
+        """The day that accounts for the file's rows without a valid timestamp."""
+        return self.days[0] if self.days else None
+
+
+@dataclass
+class RawIndex:
+    """Relative path -> FileDays for every raw file, and the timezone its days are in."""
+
+    timezone: str
+    files: dict[str, FileDays] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, timezone: str) -> RawIndex:
+        """The stored index; empty when there is none or it was built for another timezone."""
+        if not Path(path).is_file():
+            return cls(timezone)
+        data = json.loads(Path(path).read_text())
+        if data.get("timezone") != timezone:
+            return cls(timezone)
+        return cls(timezone, {p: FileDays(**v) for p, v in data.get("files", {}).items()})
+
+    def save(self, path: Path) -> None:
+        """Write the index atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"timezone": self.timezone,
+                                   "files": {p: asdict(f) for p, f in sorted(self.files.items())}}))
+        tmp.replace(path)
+
+    def days(self) -> list[str]:
+        """Every day some raw file covers, oldest first."""
+        return sorted({d for f in self.files.values() for d in f.days})
+
+    def files_for(self, day: str) -> list[str]:
+        """The raw files with rows on a day, by path."""
+        return sorted(p for p, f in self.files.items() if day in f.days)
+
+    def home_files(self, day: str) -> set[str]:
+        """The files whose rows without a valid timestamp are accounted for on this day."""
+        return {p for p, f in self.files.items() if f.home_day == day}
+
+    def manifest(self) -> pd.DataFrame:
+        """Every raw file with its size, modification time, content hash (SHA-256) and days."""
+        rows = [{"path": p, "bytes": f.size,
+                 "modified": pd.Timestamp(f.mtime_ns, unit="ns", tz="UTC"), "sha256": f.sha256,
+                 "days": ",".join(f.days)} for p, f in sorted(self.files.items())]
+        return pd.DataFrame(rows, columns=["path", "bytes", "modified", "sha256", "days"])
+
+    def rejected(self) -> dict[str, FileDays]:
+        return {p: f for p, f in self.files.items() if f.rejected}
+
+
+def local_day_of(stamps: pd.Series, timezone: str) -> pd.Series:
+    """The fab-local day (YYYY-MM-DD) of each UTC timestamp; NaT stays missing."""
+    return stamps.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
+
+
+def parse_timestamps(text: pd.Series) -> pd.Series:
+    """Raw timestamps as UTC (naive means UTC); what does not parse is NaT (the cleaning
+    reports it with the row)."""
+    return as_utc(text)[0]
+
+
+def _timestamps_of(path: Path) -> tuple[pd.Series, int]:
+    """The parsed timestamp column of a raw file and its row count; FileRejected if unusable."""
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")) and path.stat().st_size > 0:
+        try:
+            column = pd.read_csv(path, usecols=lambda c: str(c).strip() == "timestamp", dtype=str,
+                                 na_values=NA_TOKENS, keep_default_na=False,
+                                 encoding="utf-8-sig", skipinitialspace=True)
+            if column.shape[1] == 1:
+                return parse_timestamps(column.iloc[:, 0]), len(column)
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
+            pass  # ragged or odd: the full reader decides, and says why
+    frame, bad_rows = read_raw_file(path)
+    frame, _ = check_columns(frame)
+    return parse_timestamps(frame["timestamp"]), len(frame) + len(bad_rows)
+
+
+def read_file_days(path: Path, timezone: str) -> tuple[list[str], str, int]:
+    """(days, rejection reason, rows) of one raw file."""
+    try:
+        stamps, rows = _timestamps_of(path)
+    except FileRejected as exc:
+        return [], str(exc), exc.rows
+    days = sorted(local_day_of(stamps.dropna(), timezone).unique().tolist())
+    return days, "" if days else "no valid timestamp in the file", rows
+
+
+def refresh_index(raw_dir: Path, index: RawIndex, progress: Progress | None = None
+                  ) -> tuple[RawIndex, list[str]]:
+    """The index of the raw folder now, reading only new or changed files, and the paths whose
+    content is new, changed or gone."""
+    paths = discover_raw_files(raw_dir)
+    files: dict[str, FileDays] = {}
+    changed = []
+    for path in paths:
+        advance(progress)
+        rel = path.relative_to(raw_dir).as_posix()
+        stat = path.stat()
+        known = index.files.get(rel)
+        if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            files[rel] = known
+            continue
+        digest = file_sha256(path)
+        if known and known.sha256 == digest:
+            files[rel] = FileDays(stat.st_size, stat.st_mtime_ns, digest, known.days,
+                                  known.rejected, known.rows)
+            continue
+        days, rejected, rows = read_file_days(path, index.timezone)
+        files[rel] = FileDays(stat.st_size, stat.st_mtime_ns, digest, days, rejected, rows)
+        changed.append(rel)
+    changed += sorted(set(index.files) - set(files))
+    return RawIndex(index.timezone, files), sorted(changed)
+
+
+def affected_days(before: RawIndex, after: RawIndex, changed: list[str]) -> list[str]:
+    """The days whose rows the changed files touched, before or after the change."""
+    days: set[str] = set()
+    for path in changed:
+        for index in (before, after):
+            if path in index.files:
+                days.update(index.files[path].days)
+    return sorted(days)
+
+
+def neighbour_day(day: str, offset: int) -> str:
+    """The day `offset` days from `day` (YYYY-MM-DD)."""
+    return (pd.Timestamp(day) + pd.Timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
+def restrict_to_day(raw: RawLogs, day: str, timezone: str, home_files: set[str]) -> RawLogs:
+    """The rows of one fab-local day out of the rows read from the files that cover it, plus
+    (on a file's home day) its rows without a valid timestamp and its unreadable rows; each
+    file's rows_read counts only the rows kept."""
+    frame = raw.frame
+    stamps = parse_timestamps(frame["timestamp"]) if len(frame) else pd.Series(dtype="datetime64[ns, UTC]")
+    on_day = (local_day_of(stamps, timezone) == day).to_numpy(bool)
+    homeless = stamps.isna().to_numpy() & frame[SOURCE_FILE].isin(home_files).to_numpy()
+    kept = frame[on_day | homeless].reset_index(drop=True)
+    unreadable = raw.unreadable_rows[raw.unreadable_rows[SOURCE_FILE].isin(home_files)]
+    rows = kept[SOURCE_FILE].value_counts()
+    bad = unreadable[SOURCE_FILE].value_counts()
+    files = []
+    for result in raw.files:
+        if result.rejected:  # changed since the index was read: reported here, not lost
+            files.append(result)
+            continue
+        files.append(FileResult(path=result.path, status=result.status,
+                                rows_read=int(rows.get(result.path, 0) + bad.get(result.path, 0)),
+                                reasons=list(result.reasons)))
+    return RawLogs(frame=kept, files=files, unreadable_rows=unreadable.reset_index(drop=True))
+
+
+QUARANTINED_NOTE = re.compile(r"^\d+ row\(s\) quarantined$")
+COUNTS = ("rows_read", "rows_clean", "rows_quarantined", "rows_duplicate", "duplicate_conflicts",
+          "rows_filled", "minutes_missing")
+
+
+def merge_quality(day_docs: list[dict], rejected: dict[str, FileDays]) -> dict:
+    """The whole-history data_quality.json from the reports of every day and the files that
+    cover no day: counts add up, each file appears once with its totals."""
+    merged: dict = {k: sum(int(d[k]) for d in day_docs) for k in COUNTS}
+    merged["lines"] = sorted({line for d in day_docs for line in d["lines"]})
+    files: dict[str, dict] = {}
+    for doc in day_docs:
+        for entry in doc["files"]:
+            into = files.setdefault(entry["path"], {"path": entry["path"], "rows_read": 0,
+                                                    "rows_quarantined": 0, "rows_duplicate": 0,
+                                                    "reasons": []})
+            for k in ("rows_read", "rows_quarantined", "rows_duplicate"):
+                into[k] += int(entry[k])
+            into["reasons"] += [r for r in entry["reasons"]
+                                if not QUARANTINED_NOTE.match(r) and r not in into["reasons"]]
+    for entry in files.values():
+        q = entry["rows_quarantined"]
+        entry["status"] = "ok" if not q else "partial" if q < entry["rows_read"] else "quarantined"
+        entry["reasons"] += [f"{q} row(s) quarantined"] if q else []
+    for path, known in rejected.items():
+        files[path] = {"path": path, "status": "quarantined", "rows_read": known.rows,
+                       "rows_quarantined": known.rows, "rows_duplicate": 0,
+                       "reasons": [known.rejected]}
+        merged["rows_read"] += known.rows
+        merged["rows_quarantined"] += known.rows
+    keys = ("path", "status", "rows_read", "rows_quarantined", "rows_duplicate", "reasons")
+    merged["files"] = [{k: files[p][k] for k in keys} for p in sorted(files)]
+    return merged
+
+
+def clean_day(raw_dir: Path, index: RawIndex, day: str, max_fill_gap: int) -> CleanResult:
+    """Read the files that cover a day and clean that day's rows (see restrict_to_day)."""
+    raw = read_raw_files(raw_dir, [raw_dir / p for p in index.files_for(day)])
+    return clean_raw_logs(restrict_to_day(raw, day, index.timezone, index.home_files(day)),
+                          max_fill_gap)
+
+
+DAY_PARTS = "date="  # per-day reports and quarantine: <folder>/date=YYYY-MM-DD/
+
+
+def write_day_quality(result: CleanResult | None, day: str, reports: Path, quarantine: Path
+                      ) -> None:
+    """Keep a day's quality report and quarantined rows (or drop them: None, no file covers it)."""
+    doc = reports / "data_quality" / f"{DAY_PARTS}{day}.json"
+    rows = quarantine / f"{DAY_PARTS}{day}"
+    if result is None:
+        doc.unlink(missing_ok=True)
+        shutil.rmtree(rows, ignore_errors=True)
+        return
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(json.dumps(result.quality))
+    write_quarantine(result, [], rows)
+
+
+def publish_quality(index: RawIndex, reports: Path, quarantine: Path) -> dict:
+    """data_quality.json and quarantine/{files,rows,duplicate_conflicts}.csv for the whole
+    history, merged from the days' parts (only the parts are rewritten by a day's run)."""
+    docs = [json.loads(p.read_text())
+            for p in sorted((reports / "data_quality").glob(f"{DAY_PARTS}*.json"))]
+    merged = merge_quality(docs, index.rejected())
+    quarantine.mkdir(parents=True, exist_ok=True)
+    rejected = pd.DataFrame([{"path": p, "rows": f.rows, "reason": f.rejected}
+                             for p, f in sorted(index.rejected().items())],
+                            columns=["path", "rows", "reason"])
+    parts = {"files.csv": [rejected]}
+    for name in ("rows.csv", "duplicate_conflicts.csv"):
+        found = sorted(quarantine.glob(f"{DAY_PARTS}*/{name}"))
+        frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in found]
+        parts[name] = [f for f in frames if len(f)] or frames[:1] or [pd.DataFrame()]
+    for name, frames in parts.items():
+        tmp = quarantine / f".{name}.tmp"
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+        tmp.replace(quarantine / name)
+    return merged
