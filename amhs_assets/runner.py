@@ -39,12 +39,7 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
     once, then what depends on the champion; report where outputs are and who is champion."""
     definitions = definitions or _default_definitions()
     instance = instance or dg.DagsterInstance.get()
-    days = ingest_days(definitions.resources["settings"], echo)
-    if not days:
-        echo("no raw rows on any day the day partitions offer: nothing to ingest")
-        return False
-    if _run_job(echo, definitions, instance, INGEST_JOB, range_tags(days[0], days[-1]),
-                f"{len(days)} day(s), {days[0]} to {days[-1]}") is None:
+    if not ingest_raw_files(definitions, instance, echo):
         return False
     result = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
                       "every model of every horizon, evaluation, registration, drift")
@@ -61,6 +56,18 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
         return False
     print_summary(echo, definitions)
     return True
+
+
+def ingest_raw_files(definitions: dg.Definitions, instance: dg.DagsterInstance,
+                     echo: Callable[[str], None] = print) -> bool:
+    """ingest_job over every day the raw files cover, in one run; False when there is nothing
+    to ingest or the run failed."""
+    days = ingest_days(definitions.resources["settings"], echo)
+    if not days:
+        echo("no raw rows on any day the day partitions offer: nothing to ingest")
+        return False
+    return _run_job(echo, definitions, instance, INGEST_JOB, range_tags(days[0], days[-1]),
+                    f"{len(days)} day(s), {days[0]} to {days[-1]}") is not None
 
 
 def ingest_days(settings, echo: Callable[[str], None]) -> list[str]:

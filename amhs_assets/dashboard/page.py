@@ -189,11 +189,16 @@ def verdict_banner(doc: dict, tz: str) -> str:
     return f'<div class="verdict ok">✔ within the evaluated level: {reason}</div>'
 
 
+def data_up_to(performance: dict) -> str | None:
+    """The time of the newest forecast the page shows (its data end), or None."""
+    return max((row["as_of"] for row in performance.get("latest", [])), default=None)
+
+
 def header(inputs: DashboardInputs) -> str:
     """Title, times, the model watched and the served champion."""
     doc, tz = inputs.performance, inputs.timezone
     model = doc.get("model", {})
-    latest = max((row["as_of"] for row in doc.get("latest", [])), default=None)
+    latest = data_up_to(doc)
     champion = f"v{inputs.champion}" if inputs.champion else "none yet"
     return (f"<h1>AMHS monitoring</h1><p class='muted'>Generated "
             f"{local_time(doc.get('generated_at'), tz)} · data up to {local_time(latest, tz)} · "

@@ -67,14 +67,17 @@ def line_names(count: int) -> list[str]:
     return [f"LINE{i + 1:02d}" for i in range(count)]
 
 
-def write_frame_by_day(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write one line's frame as one CSV per UTC day: out_dir/<line>/<line>_<YYYY-MM-DD>.csv."""
+def write_frame_by_day(frame: pd.DataFrame, out_dir: Path, timezone: str | None = None
+                       ) -> list[Path]:
+    """Write one line's frame as one CSV per day: out_dir/<line>/<line>_<YYYY-MM-DD>.csv, days
+    in UTC, or in `timezone` (a fab whose loggers rotate at local midnight)."""
     line_id = str(frame["line_id"].iat[0])
     folder = Path(out_dir) / line_id
     folder.mkdir(parents=True, exist_ok=True)
     utc = frame["timestamp"].dt.tz_convert(None).to_numpy().astype("datetime64[s]")
     text = frame.assign(timestamp=np.char.add(np.datetime_as_string(utc, unit="s"), "Z"))
-    day = utc.astype("datetime64[D]")
+    local = frame["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None) if timezone else None
+    day = (utc if local is None else local.to_numpy()).astype("datetime64[D]")
     days, first = np.unique(day, return_index=True)
     bounds = [*first[1:], len(frame)]
     paths = []

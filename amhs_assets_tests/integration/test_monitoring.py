@@ -100,11 +100,15 @@ def test_amhs_run_watches_the_champion_and_finds_it_within_its_evaluated_level(f
 def test_amhs_run_launches_named_jobs_and_names_its_mlflow_runs(fab):
     runs = sorted(fab.instance.get_runs(), key=lambda r: fab.instance.get_run_stats(
         r.run_id).start_time or 0)
-    assert [r.job_name for r in runs] == ["training_job", "promotion_job", "monitoring_job"]
-    assert runs[0].tags["dagster/asset_partition_range_start"] == "10"
+    assert [r.job_name for r in runs] == ["ingest_job", "training_job", "promotion_job",
+                                          "monitoring_job"]
+    days = sorted(fab.instance.get_materialized_partitions(dg.AssetKey("cleaned_amhs_logs")))
+    assert (runs[0].tags["dagster/asset_partition_range_start"],
+            runs[0].tags["dagster/asset_partition_range_end"]) == (days[0], days[-1])
+    assert runs[1].tags["dagster/asset_partition_range_start"] == "10"
     names = {r.info.run_name for r in fab.tracking.client().search_runs(
         [e.experiment_id for e in fab.tracking.client().search_experiments()])}
-    assert f"training_job h10-25 manual {runs[0].run_id[:8]}" in names, names
+    assert f"training_job h10-25 manual {runs[1].run_id[:8]}" in names, names
 
 
 def degraded_log(fab, offset: float) -> int:

@@ -1,6 +1,8 @@
 """training_job on simulated raw files: every horizon in one run next to the unpartitioned assets,
 the trigger and the training window on the new version, one horizon alone still possible; and
-one integration test: `dagster dev` whose raw_data_sensor retrains on files dropped in."""
+one integration test under `dagster dev`: a new day dropped into raw/ refreshes only its day
+partitions, training follows, the dashboard moves forward on its own, and a corrected file for
+an old day refreshes that day and its neighbours' dependants only."""
 
 from __future__ import annotations
 
@@ -23,12 +25,14 @@ import pytest
 import requests
 import yaml
 
-from amhs_assets.contract import CHAMPION_ALIAS, TRIGGER_TAG
+from amhs_assets.contract import CHAMPION_ALIAS, FAB_TIMEZONE, TRIGGER_TAG
 from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
 from amhs_assets.definitions import build_definitions
 from amhs_assets.defs import jobs
+from amhs_assets.defs.sensors import BURST_TAG, DONE, ENDED
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.runner import ingest_raw_files
 from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 
 SMALL = {"xgb": {"num_boost_round": 10}, "ensemble": {"hgb_max_iter": 5, "mlp_epochs": 1}}
@@ -54,6 +58,7 @@ def trained(raw_days, tmp_path_factory):
     tracking = MlflowTracking.for_data_dir(data)
     defs = build_definitions(settings, tracking)
     with dg.instance_for_test() as instance:
+        assert ingest_raw_files(defs, instance)  # the warehouse's days, as amhs run fills it
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=instance, raise_on_error=False,
             tags=jobs.training_tags("drift", "drift share 0.42 >= 0.20"))
@@ -67,7 +72,7 @@ def test_training_job_trains_every_horizon_in_one_run(trained):
     events = result.asset_materializations_for_node("horizon_models")
     assert {e.partition for e in events} == HORIZON_KEYS
     assert trained.instance.get_materialized_partitions(dg.AssetKey("horizon_models")) == HORIZON_KEYS
-    for key in ("raw_amhs_logs", "model_dataset", "evaluation_report", "registered_model"):
+    for key in ("model_dataset", "evaluation_report", "registered_model"):
         assert result.asset_materializations_for_node(key), key  # unpartitioned, same run
     storage = Path(trained.instance.storage_directory()) / "horizon_models"
     for key in HORIZON_KEYS:  # each horizon's models where a one-partition run puts them
@@ -160,37 +165,125 @@ def _answers(url: str) -> bool:
         return False
 
 
+@pytest.fixture(scope="module")
+def local_days(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """Two simulated lines as one CSV per line and fab-local day (loggers rotating at local
+    midnight), written outside raw/: {day: {line: path}}."""
+    out = tmp_path_factory.mktemp("local_days")
+    frames = simulate_lines(["A", "B"], pd.Timestamp("2026-02-02", tz="UTC"), 6, 11)
+    files: dict[str, dict[str, Path]] = {}
+    for line, frame in frames.items():
+        for path in write_frame_by_day(frame, out, FAB_TIMEZONE):
+            files.setdefault(path.stem.split("_")[-1], {})[line] = path
+    return files
+
+
+def copy_days(files: dict[str, dict[str, Path]], days: list[str], raw: Path) -> None:
+    for day in days:
+        for line, path in files[day].items():
+            (raw / line).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, raw / line / path.name)
+
+
+def materialized_since(instance: dg.DagsterInstance, after: int) -> dict[str, set]:
+    """The partitions (or None) of each data asset materialized after a storage id."""
+    return {key: {r.asset_materialization.partition for r in instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after),
+        limit=1000).records} for key in ("raw_amhs_logs", *DAY_ASSETS)}
+
+
+def next_day(day: str, offset: int = 1) -> str:
+    return (pd.Timestamp(day) + pd.Timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
+def burst_backfills(instance: dg.DagsterInstance) -> list:
+    return [b for b in instance.get_backfills(limit=50) if BURST_TAG in b.tags]
+
+
+def dashboard_data_end(instance: dg.DagsterInstance) -> tuple[str, dg.DagsterRun]:
+    """The fab-local day of the latest dashboard's data end, and the run that made it."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("monitoring_dashboard"))
+    end = pd.Timestamp(event.asset_materialization.metadata["data_up_to"].value)
+    return end.tz_convert(FAB_TIMEZONE).strftime("%Y-%m-%d"), instance.get_run_by_id(event.run_id)
+
+
+DAY_ASSETS = ("cleaned_amhs_logs", "amhs_features", "amhs_targets")
+
+
 @pytest.mark.integration
-def test_raw_files_dropped_in_lead_to_a_successful_training_run(raw_days, tmp_path):
+@pytest.mark.timeout(1500)
+def test_a_new_day_under_dagster_dev_refreshes_only_its_partitions_and_monitoring_follows(
+        local_days, tmp_path):
+    days = sorted(local_days)[:-1]  # the last local day is a partial one: left out
+    history, new = days[:-1], days[-1]
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    (data / "raw").mkdir(parents=True)
+    copy_days(local_days, history, data / "raw")
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n")
-    (tmp_path / "settings.yaml").write_text(yaml.safe_dump({**SMALL, "sensor_interval_s": 5}))
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(
+        {**SMALL, "sensor_interval_s": 5, "monitoring_cron": "*/2 * * * *"}))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "DAGSTER_HOME": str(home), "AMHS_DATA_DIR": str(data),
         "AMHS_SETTINGS": str(tmp_path / "settings.yaml")}
+    # the history as a user first builds it: `amhs run` (ingest, training, promotion, monitoring)
+    run = subprocess.run([str(Path(sys.executable).parent / "amhs"), "run"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_materialized_partitions(dg.AssetKey("cleaned_amhs_logs")) == set(history)
+    end_before, _ = dashboard_data_end(instance)
+    assert end_before == history[-1]
+
     port, log = free_port(), tmp_path / "dagster_dev.log"
     with dagster_dev(env, port, log) as process:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 300,
                  "the Dagster webserver", process, log)
-        instance = dg.DagsterInstance.from_config(str(home))
-        launched_by_sensor = dg.RunsFilter(tags={"dagster/sensor_name": "raw_data_sensor"})
-        time.sleep(10)  # a tick or two of the sensor on the empty folder
-        assert instance.get_runs(launched_by_sensor) == []
+        time.sleep(15)  # ticks of raw_data_sensor on the unchanged folder: nothing to redo
+        assert burst_backfills(instance) == []
+
+        # a new day for every line
+        mark = instance.event_log_storage.get_maximum_record_id()
         dropped = time.monotonic()
-        shutil.copytree(raw_days, data / "raw", dirs_exist_ok=True)
-        finished = lambda: [r for r in instance.get_runs(launched_by_sensor)  # noqa: E731
-                            if r.is_finished]
-        [run] = wait_for(finished, 600, "a finished run of raw_data_sensor", process, log)
-        seconds = time.monotonic() - dropped
-        assert run.status == dg.DagsterRunStatus.SUCCESS, failures(instance, run.run_id)
-        assert run.job_name == "training_job" and run.tags[TRIGGER_TAG] == "data"
-        print(f"raw files dropped -> training run succeeded in {seconds:.0f} s")
-        assert len(instance.get_runs(launched_by_sensor)) == 1  # one change, one run
-        partitions = instance.get_materialized_partitions(dg.AssetKey("horizon_models"))
-        assert partitions == HORIZON_KEYS
+        copy_days(local_days, [new], data / "raw")
+        [burst] = wait_for(lambda: [b for b in burst_backfills(instance) if b.status in ENDED],
+                           600, "the new day's backfill", process, log)
+        assert burst.status in DONE, burst.status
+        assert materialized_since(instance, mark) == {
+            "raw_amhs_logs": {None}, "cleaned_amhs_logs": {new}, "amhs_features": {new},
+            "amhs_targets": {history[-1], new}}  # the day before: its last 25 minutes' targets
+        print(f"new day -> its partitions stored in {time.monotonic() - dropped:.0f} s")
+
+        # retraining follows the burst, once
+        by_ingest = dg.RunsFilter(tags={"dagster/sensor_name": "ingested_data_sensor"})
+        [training] = wait_for(lambda: [r for r in instance.get_runs(by_ingest) if r.is_finished],
+                              900, "training after the new day", process, log)
+        assert training.status == dg.DagsterRunStatus.SUCCESS, failures(instance, training.run_id)
+        assert training.job_name == "training_job" and training.tags[TRIGGER_TAG] == "data"
+        print(f"new day -> training succeeded in {time.monotonic() - dropped:.0f} s")
+
+        # the dashboard's data end moves forward on its own (monitoring_schedule)
+        def moved():
+            end, by = dashboard_data_end(instance)
+            return (end, by) if end == new else None
+        end_after, by = wait_for(moved, 600, "a dashboard with the new day", process, log)
+        assert by.tags.get("dagster/schedule_name") == "monitoring_schedule" or \
+            by.tags.get("dagster/sensor_name") == "monitoring_after_promotion_sensor", by.tags
+        print(f"dashboard data end {end_before} -> {end_after} "
+              f"{time.monotonic() - dropped:.0f} s after the drop")
+
+        # a corrected file for an old day: that day and its neighbours' dependants only
+        old = history[2]
+        corrected = data / "raw" / "A" / local_days[old]["A"].name
+        frame = pd.read_csv(corrected)
+        frame["transfer_time_avg_s"] = frame["transfer_time_avg_s"] * 1.1
+        mark = instance.event_log_storage.get_maximum_record_id()
+        frame.to_csv(corrected, index=False)
+        wait_for(lambda: len([b for b in burst_backfills(instance) if b.status in ENDED]) == 2,
+                 600, "the corrected day's backfill", process, log)
+        assert materialized_since(instance, mark) == {
+            "raw_amhs_logs": {None}, "cleaned_amhs_logs": {old},
+            "amhs_features": {old, next_day(old)}, "amhs_targets": {next_day(old, -1), old}}
 
 
 def test_parallel_steps_open_a_new_mlflow_store_one_at_a_time(tmp_path):

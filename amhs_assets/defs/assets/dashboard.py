@@ -7,7 +7,12 @@ import dagster as dg
 import pandas as pd
 
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets.dashboard.page import DashboardInputs, quarantined_per_day, render_dashboard
+from amhs_assets.dashboard.page import (
+    DashboardInputs,
+    data_up_to,
+    quarantined_per_day,
+    render_dashboard,
+)
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.monitoring.performance import PerformanceResult
 from amhs_assets.monitoring.versions import version_events
@@ -63,6 +68,7 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettin
     return dg.MaterializeResult(metadata={
         "charts": charts, "page_bytes": len(page), "seconds": round(elapsed, 2),
         "lines": len(performance_monitor.document.get("latest", [])),
+        "data_up_to": data_up_to(performance_monitor.document) or "no forecast yet",
         "versions": int(events["version"].nunique()) if len(events) else 0,
         "drift_reports": len(drifts), "quarantined_rows": int(quarantined["rows"].sum()),
         "champion_version": champion.version if champion else "none",
