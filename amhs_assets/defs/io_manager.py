@@ -1,13 +1,18 @@
-"""The deployment's storage of asset values: the data assets (cleaned_amhs_logs, amhs_features,
-amhs_targets) in the Parquet warehouse (`amhs_assets.warehouse`), every other value pickled by
-Dagster's filesystem IO manager, taught to store one output that covers several partitions.
+"""The deployment's storage of asset values.
 
-A partitioned asset with a single-run backfill policy (horizon_models) runs every partition of a
-range in one step and returns ``{partition_key: value}``; each value goes to the file of its
-partition, exactly where a run of one partition would have put it. Everything else (one
-partition, unpartitioned assets) is Dagster's own FilesystemIOManager. Loading also finds the
-classes of values stored before the package was laid out by stage (``amhs_assets.modeling``
-and the other flat modules), so an upgraded deployment reads its stored assets.
+- The data assets (cleaned_amhs_logs, amhs_features, amhs_targets), partitioned by fab-local
+  day, go to the Parquet warehouse (`amhs_assets.warehouse`): an output is a mapping
+  {day: frame} (a run over a range of days hands a lazy `DayFrames`, computed a day at a time)
+  or one day's frame; each day is written to `<asset>/date=YYYY-MM-DD/`, and a downstream input
+  is a `DayReader` that reads only the days (and columns) it asks for.
+- Every other value is pickled by Dagster's filesystem IO manager, taught to store one output
+  that covers several partitions: horizon_models (single-run backfill policy) runs every
+  partition of a range in one step and returns ``{partition_key: value}``; each value goes to
+  the file of its partition, exactly where a run of one partition would have put it.
+
+Loading also finds the classes of values stored before the package was laid out by stage
+(``amhs_assets.modeling`` and the other flat modules), so an upgraded deployment reads its
+stored models.
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ ingest_job = dg.define_asset_job(
 # from file drop to success, 227 s with a process per step)
 training_job = dg.define_asset_job(
     "training_job", selection=TRAINING_ASSETS, executor_def=dg.in_process_executor,
-    description="Retrain on the warehouse (ingest_job keeps it current): the training window through every model, the evaluation and a new registered "
-                "version (challenger if it passes the checks), plus the drift report. Run it "
+    description="Retrain on the warehouse (ingest_job keeps it current): the training window "
+                "through every model, the evaluation and a new registered version "
+                "(challenger if it passes the checks), plus the drift report. Run it "
                 "over every horizon in one run (tags dagster/asset_partition_range_start=10, "
                 "_end=25; the sensors and the nightly schedule do); promotion stays with "
                 "promotion_job.")

@@ -89,8 +89,11 @@ def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
     def _sensor(context: dg.SensorEvaluationContext):
         state = WatchState.loads(context.cursor)
         # no launch remembered (first tick, or a reset cursor): the data of the last
-        # materialization is the baseline, so a restart does not redo unchanged data
-        baseline = "" if state.fingerprint else latest_raw_fingerprint(context.instance)
+        # materialization is the baseline, so a restart does not redo unchanged data; but a
+        # warehouse never written (a data folder from before the day partitions) is filled
+        indexed = (settings.layout.warehouse / INDEX_FILE).is_file()
+        baseline = "" if state.fingerprint or not indexed else latest_raw_fingerprint(
+            context.instance)
         decision = decide(settings.raw_dir, state, baseline)
         context.update_cursor(decision.state.dumps())
         if decision.action != "launch":

@@ -20,6 +20,7 @@ from amhs_assets.config import read_environment
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
 from amhs_assets.definitions import build_definitions
 from amhs_assets.defs import jobs, sensors
+from amhs_assets.ingest.days import INDEX_FILE
 from amhs_assets.defs.resources import (
     AmhsSettings,
     MlflowTracking,
@@ -223,6 +224,18 @@ def test_a_restart_with_an_empty_cursor_does_not_redo_materialized_data(
     write(settings.raw_dir / "day2.csv")  # and a real change still launches
     assert tick() == []
     assert len(tick()) == 1
+
+
+def test_a_data_folder_from_before_the_warehouse_is_ingested_on_the_first_tick(
+        settings, instance, deployment):
+    days = write_local_days(simulated_rows(("A",), days=2), settings.raw_dir)
+    assert dg.materialize(deployment.assets, selection=["raw_amhs_logs"], instance=instance,
+                          resources=deployment.resources).success
+    (settings.layout.warehouse / INDEX_FILE).unlink()  # as an earlier version left it
+    tick = raw_ticker(settings, instance, deployment)
+    tick()  # the files are seen for the first time
+    [backfill] = tick()
+    assert planned(backfill)["cleaned_amhs_logs"] == set(days)
 
 
 # --- retraining_trigger_sensor -----------------------------------------------------------------
