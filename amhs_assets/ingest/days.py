@@ -37,6 +37,7 @@ from amhs_assets.ingest.files import (
     read_raw_files,
 )
 from amhs_assets.progress import Progress, advance
+from amhs_assets.warehouse import local_days
 
 INDEX_FILE = "_raw_index.json"
 
@@ -107,11 +108,6 @@ class RawIndex:
         return {p: f for p, f in self.files.items() if f.rejected}
 
 
-def local_day_of(stamps: pd.Series, timezone: str) -> pd.Series:
-    """The fab-local day (YYYY-MM-DD) of each UTC timestamp; NaT stays missing."""
-    return stamps.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d")
-
-
 def parse_timestamps(text: pd.Series) -> pd.Series:
     """Raw timestamps as UTC (naive means UTC); what does not parse is NaT (the cleaning
     reports it with the row)."""
@@ -141,7 +137,7 @@ def read_file_days(path: Path, timezone: str) -> tuple[list[str], str, int]:
         stamps, rows = _timestamps_of(path)
     except FileRejected as exc:
         return [], str(exc), exc.rows
-    days = sorted(local_day_of(stamps.dropna(), timezone).unique().tolist())
+    days = sorted(local_days(stamps.dropna(), timezone).unique().tolist())
     return days, "" if days else "no valid timestamp in the file", rows
 
 
@@ -193,7 +189,7 @@ def restrict_to_day(raw: RawLogs, day: str, timezone: str, home_files: set[str])
     file's rows_read counts only the rows kept."""
     frame = raw.frame
     stamps = parse_timestamps(frame["timestamp"]) if len(frame) else pd.Series(dtype="datetime64[ns, UTC]")
-    on_day = (local_day_of(stamps, timezone) == day).to_numpy(bool)
+    on_day = (local_days(stamps, timezone) == day).to_numpy(bool)
     homeless = stamps.isna().to_numpy() & frame[SOURCE_FILE].isin(home_files).to_numpy()
     kept = frame[on_day | homeless].reset_index(drop=True)
     unreadable = raw.unreadable_rows[raw.unreadable_rows[SOURCE_FILE].isin(home_files)]
@@ -269,6 +265,13 @@ def write_day_quality(result: CleanResult | None, day: str, reports: Path, quara
     write_quarantine(result, [], rows)
 
 
+def _has_rows(path: Path) -> bool:
+    """Whether a CSV holds a row below its header."""
+    with path.open("rb") as file:
+        file.readline()
+        return bool(file.readline().strip())
+
+
 def publish_quality(index: RawIndex, reports: Path, quarantine: Path) -> dict:
     """data_quality.json and quarantine/{files,rows,duplicate_conflicts}.csv for the whole
     history, merged from the days' parts (only the parts are rewritten by a day's run)."""
@@ -282,8 +285,10 @@ def publish_quality(index: RawIndex, reports: Path, quarantine: Path) -> dict:
     parts = {"files.csv": [rejected]}
     for name in ("rows.csv", "duplicate_conflicts.csv"):
         found = sorted(quarantine.glob(f"{DAY_PARTS}*/{name}"))
-        frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in found]
-        parts[name] = [f for f in frames if len(f)] or frames[:1] or [pd.DataFrame()]
+        # most days quarantine nothing: only the parts with rows are parsed
+        frames = [pd.read_csv(p, dtype=str, keep_default_na=False)
+                  for p in [p for p in found if _has_rows(p)] or found[:1]]
+        parts[name] = frames or [pd.DataFrame()]
     for name, frames in parts.items():
         tmp = quarantine / f".{name}.tmp"
         pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
