@@ -26,8 +26,9 @@ class SplitConfig:
     test_fraction: float = setting(0.2, "share of each line's span for test (the newest)")
     gap_min: int = setting(25, "purge gap between splits, minutes (the largest horizon)")
     train_window_days: float = setting(
-        0.0, "models learn from the newest this many days of data, split as above (0 = all "
-             "history); the version's train_window tags record the exact window")
+        28.0, "models learn from the newest this many days of data, split as above (0 = all "
+              "history; 28 keeps training cost and memory flat as the history grows); the "
+              "version's train_window tags record the exact window")
 
     def __post_init__(self) -> None:
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
