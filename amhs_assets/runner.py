@@ -21,7 +21,7 @@ import pandas as pd
 
 from amhs_assets.defs.jobs import INGEST_JOB, MONITORING_JOB, PROMOTION_ASSETS, reason_tags
 from amhs_assets.defs.partitions import all_partitions_tags, offered_days, range_tags
-from amhs_assets.ingest.days import INDEX_FILE, RawIndex, refresh_index
+from amhs_assets.ingest.days import update_stored_index
 from amhs_assets.evaluation.evaluate import summary_table
 
 AFTER_GATE = PROMOTION_ASSETS.downstream() - PROMOTION_ASSETS
@@ -72,9 +72,8 @@ def ingest_raw_files(definitions: dg.Definitions, instance: dg.DagsterInstance,
 
 def ingest_days(settings, echo: Callable[[str], None]) -> list[str]:
     """The days the raw files cover that the day partitions offer (the others are reported)."""
-    path = settings.layout.warehouse / INDEX_FILE
-    index, _ = refresh_index(settings.raw_dir, RawIndex.load(path, settings.fab_timezone))
-    index.save(path)
+    _, index = update_stored_index(settings.layout.warehouse, settings.raw_dir,
+                                   settings.fab_timezone)
     days, outside = offered_days(index.days())
     if outside:
         echo(f"warning: {len(outside)} day(s) of raw rows outside the day partitions "

@@ -103,7 +103,9 @@ def read_days(root: Path, days: list[str] | None = None, columns: list[str] | No
     """The dataset (or some days of it, some columns) as one frame sorted by line and minute;
     with missing_ok, no stored day is an empty frame instead of an error."""
     root = Path(root)
-    chosen = stored_days(root) if days is None else [d for d in days if d in set(stored_days(root))]
+    stored = stored_days(root)
+    known = set(stored)
+    chosen = stored if days is None else [d for d in days if d in known]
     if not chosen and missing_ok:
         return pd.DataFrame(columns=columns or [])
     if not chosen:

@@ -21,7 +21,7 @@ from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
 from amhs_assets.defs.jobs import MONITORING_JOB, reason_tags, training_job, training_tags
 from amhs_assets.defs.partitions import offered_days
 from amhs_assets.defs.resources import AmhsSettings
-from amhs_assets.ingest.days import INDEX_FILE, RawIndex, affected_days, refresh_index
+from amhs_assets.ingest.days import INDEX_FILE, affected_days, update_stored_index
 from amhs_assets.ingest.watch import WatchState, decide, partitions_to_refresh
 from amhs_assets.monitoring.triggers import (
     SOURCES,
@@ -52,10 +52,8 @@ DATA_ASSETS = ("raw_amhs_logs", "cleaned_amhs_logs", "amhs_features", "amhs_targ
 def ingest_plan(settings: AmhsSettings, changed: list[str], log) -> dict[str, list[str]]:
     """The day partitions that the changed raw files touch (see partitions_to_refresh), from
     the raw index before and after the change (a corrected file may move rows between days)."""
-    path = settings.layout.warehouse / INDEX_FILE
-    before = RawIndex.load(path, settings.fab_timezone)
-    after, _ = refresh_index(settings.raw_dir, before)
-    after.save(path)
+    before, after = update_stored_index(settings.layout.warehouse, settings.raw_dir,
+                                        settings.fab_timezone)
     days, outside = offered_days(affected_days(before, after, changed))
     if outside:
         log.warning(f"raw rows on {len(outside)} day(s) outside the day partitions are not "

@@ -168,6 +168,17 @@ def refresh_index(raw_dir: Path, index: RawIndex, progress: Progress | None = No
     return RawIndex(index.timezone, files), sorted(changed)
 
 
+def update_stored_index(warehouse: Path, raw_dir: Path, timezone: str,
+                        progress: Progress | None = None) -> tuple[RawIndex, RawIndex]:
+    """The index stored under the warehouse before and after refreshing it against raw_dir;
+    the refreshed one is saved."""
+    path = Path(warehouse) / INDEX_FILE
+    before = RawIndex.load(path, timezone)
+    after, _ = refresh_index(raw_dir, before, progress)
+    after.save(path)
+    return before, after
+
+
 def affected_days(before: RawIndex, after: RawIndex, changed: list[str]) -> list[str]:
     """The days whose rows the changed files touched, before or after the change."""
     days: set[str] = set()

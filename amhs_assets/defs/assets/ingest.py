@@ -13,11 +13,10 @@ from amhs_assets.documents import DataQualityDocument, write_json
 from amhs_assets.ingest.clean import empty_cleaned
 from amhs_assets.ingest.days import (
     COUNTS,
-    INDEX_FILE,
     RawIndex,
     clean_day,
     publish_quality,
-    refresh_index,
+    update_stored_index,
     write_day_quality,
 )
 from amhs_assets.ingest.files import discover_raw_files, manifest_fingerprint
@@ -29,13 +28,10 @@ GROUP = "ingest"
 
 def current_index(settings: AmhsSettings, log=None) -> RawIndex:
     """The raw index refreshed (only new or changed files are read) and stored."""
-    path = settings.layout.warehouse / INDEX_FILE
     files = discover_raw_files(settings.raw_dir)
     with Progress("indexing raw files", len(files), "files", log) as progress:
-        index, _ = refresh_index(settings.raw_dir, RawIndex.load(path, settings.fab_timezone),
-                                 progress)
-    index.save(path)
-    return index
+        return update_stored_index(settings.layout.warehouse, settings.raw_dir,
+                                   settings.fab_timezone, progress)[1]
 
 
 @dg.asset(group_name=GROUP, kinds={"csv", "parquet"})
