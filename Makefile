@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export AMHS_DATA_DIR ?= $(CURDIR)/data
 PYTEST_ARGS ?=
 
-.PHONY: install run test ui mlflow-ui serve bench clean
+.PHONY: install run test ui mlflow-ui serve up down bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ mlflow-ui: install
 ## serve: the REST API on http://127.0.0.1:8000
 serve: install
 	$(BIN)/amhs serve
+
+## up: the production profile on this machine (PostgreSQL, Redis, MLflow server, Dagster
+## webserver and daemon, 2 Celery workers, the API); logs and PIDs under .amhs_stack/
+up: install
+	$(BIN)/amhs up
+
+## down: stop everything `make up` started
+down:
+	$(BIN)/amhs down
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

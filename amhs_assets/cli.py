@@ -153,3 +153,30 @@ def registry_rollback(reason: str) -> None:
     with _registry_client() as (deployment, client):
         old, new = rollback(client, NAME, reason, current_user(), deployment.layout.registry_lock)
         click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason})")
+
+
+@main.command()
+@click.option("--workers", default=None, type=click.IntRange(1, 64),
+              help="Celery workers [default: $AMHS_WORKERS or 2]")
+def up(workers: int | None) -> None:
+    """Start the production profile on this machine: PostgreSQL, Redis, the MLflow server, the
+    Dagster webserver and daemon, Celery workers and the API (logs and PIDs under
+    $AMHS_STACK_DIR, default .amhs_stack; ports from AMHS_*_PORT)."""
+    from amhs_assets.stack import Stack, StackError
+
+    stack = Stack.from_env()
+    if workers:
+        stack.workers = workers
+    try:
+        stack.up(click.echo)
+    except StackError as exc:
+        raise click.ClickException(f"{exc}\n(`amhs down` stops what did start)") from exc
+
+
+@main.command()
+def down() -> None:
+    """Stop every process `amhs up` started (and the runs they launched); data stays."""
+    from amhs_assets.stack import Stack
+
+    if Stack.from_env().down(click.echo):
+        sys.exit(1)

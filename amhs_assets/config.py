@@ -4,6 +4,10 @@
 - ``AMHS_SETTINGS``: a YAML or JSON file of settings (the fields of ``AmhsSettings``, nested by
   section: ``xgb: {num_boost_round: 200}``); the flat names of earlier versions still work.
 - ``MLFLOW_TRACKING_URI``: the MLflow server; unset, the embedded SQLite store of the layout.
+- ``AMHS_EXECUTOR``: where the steps of a run execute: ``in_process`` (default: one process per
+  run, the embedded profile) or ``celery`` (the production profile: steps go to dagster-celery
+  workers through a broker; ``AMHS_CELERY_CONFIG`` names the executor's YAML, default
+  ``deploy/celery.yaml``, whose broker and backend come from the environment).
 
 The forecast horizons are a property of the deployment, not of a run: they come from the
 settings file's ``horizons`` (default `contract.HORIZONS`) and nowhere else, so the horizon
@@ -27,6 +31,10 @@ from amhs_assets.contract import FAB_TIMEZONE, HORIZONS
 ENV_DATA_DIR = "AMHS_DATA_DIR"
 ENV_SETTINGS = "AMHS_SETTINGS"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_EXECUTOR = "AMHS_EXECUTOR"
+ENV_CELERY_CONFIG = "AMHS_CELERY_CONFIG"
+EXECUTORS = ("in_process", "celery")
+DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy"  # the production profile's files
 DEFAULT_DATA_DIR = "data"
 HISTORY_START = "2020-01-01"  # first day partition; older raw rows are reported, not stored
 
@@ -119,6 +127,8 @@ class Environment:
     settings_file: Path | None
     settings: dict  # the settings file's fields, nested, without horizons
     horizons: tuple[int, ...]
+    executor: str = "in_process"  # one of EXECUTORS
+    celery_config: Path = DEPLOY_DIR / "celery.yaml"
 
     @property
     def layout(self) -> DataLayout:
@@ -133,6 +143,12 @@ class Environment:
     def history_start(self) -> str:
         """The first fab-local day the day partitions offer (YYYY-MM-DD)."""
         return str(self.settings.get("history_start", HISTORY_START))
+
+    @property
+    def days_per_run(self) -> int:
+        """Days per run when a backfill of the day partitions is split into runs (0: the whole
+        range in one run, a day at a time; 1 or more: runs that the workers share)."""
+        return int(self.settings.get("days_per_run", 0))
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -180,8 +196,13 @@ def read_environment(env: Mapping[str, str] | None = None) -> Environment:
         if "horizons" in settings else HORIZONS
     data_dir = env.get(ENV_DATA_DIR) or settings.get("data_dir") or DEFAULT_DATA_DIR
     settings["data_dir"] = str(data_dir)  # AMHS_DATA_DIR wins over the file's data_dir
+    executor = env.get(ENV_EXECUTOR) or "in_process"
+    if executor not in EXECUTORS:
+        raise ValueError(f"{ENV_EXECUTOR}={executor!r}: expected one of {', '.join(EXECUTORS)}")
+    celery_config = Path(env.get(ENV_CELERY_CONFIG) or DEPLOY_DIR / "celery.yaml")
     return Environment(data_dir=Path(data_dir), tracking_uri=env.get(ENV_TRACKING_URI) or None,
-                       settings_file=settings_file, settings=settings, horizons=horizons)
+                       settings_file=settings_file, settings=settings, horizons=horizons,
+                       executor=executor, celery_config=celery_config)
 
 
 @functools.cache

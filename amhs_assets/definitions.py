@@ -10,6 +10,7 @@ import dagster as dg
 
 from amhs_assets.config import environment
 from amhs_assets.defs import jobs, schedules, sensors
+from amhs_assets.defs.executors import default_executor
 from amhs_assets.defs.assets import (
     dashboard,
     drift,
@@ -39,6 +40,7 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
         sensors=[sensors.raw_data_sensor(settings), sensors.ingested_data_sensor(settings),
                  sensors.retraining_trigger_sensor(settings),
                  sensors.monitoring_after_promotion_sensor(settings)],
+        executor=default_executor(),
         resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager(
             warehouse_dir=str(settings.layout.warehouse), timezone=settings.fab_timezone)},
     )

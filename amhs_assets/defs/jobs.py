@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
+from amhs_assets.defs.executors import STAGE_TAG, run_executor
 from amhs_assets.defs.partitions import all_partitions_tags, day_partitions
 
 INGEST_KEYS = ("raw_amhs_logs", "cleaned_amhs_logs", "amhs_features", "feature_catalog",
@@ -37,11 +38,12 @@ def training_tags(trigger: str, reason: str) -> dict[str, str]:
     return all_partitions_tags() | reason_tags(trigger, reason)
 
 
-# one process per run: a run over many days is one step per asset, each holding a day at a time
+# one process per run (embedded profile): a run over many days is one step per asset, each holding
+# a day at a time; with AMHS_EXECUTOR=celery each step is a task for the workers
 INGEST_JOB = "ingest_job"
 ingest_job = dg.define_asset_job(
     INGEST_JOB, selection=INGEST_ASSETS, partitions_def=day_partitions,
-    executor_def=dg.in_process_executor,
+    executor_def=run_executor(), tags={STAGE_TAG: "ingest"},
     description="Raw files through cleaning, the 222 features, the catalog and the targets, by "
                 "fab-local day: the raw index says which days the files cover; a run over a "
                 "range of days (tags dagster/asset_partition_range_start/_end) does each asset "
@@ -52,7 +54,8 @@ ingest_job = dg.define_asset_job(
 # already uses every core (integration test, 2 lines x 4 days on a busy 2-core machine: 68 s
 # from file drop to success, 227 s with a process per step)
 training_job = dg.define_asset_job(
-    "training_job", selection=TRAINING_ASSETS, executor_def=dg.in_process_executor,
+    "training_job", selection=TRAINING_ASSETS, executor_def=run_executor(),
+    tags={STAGE_TAG: "training"},
     description="Retrain on the warehouse (ingest_job keeps it current): the training window "
                 "through every model, the evaluation and a new registered version "
                 "(challenger if it passes the checks), plus the drift report. Run it "
@@ -61,7 +64,7 @@ training_job = dg.define_asset_job(
                 "promotion_job.")
 
 promotion_job = dg.define_asset_job(
-    "promotion_job", selection=PROMOTION_ASSETS,
+    "promotion_job", selection=PROMOTION_ASSETS, tags={STAGE_TAG: "promotion"},
     description="The promotion gate: the challenger becomes champion of amhs-predictor if it "
                 "beats it on the same test window (or there is no champion, or the champion's "
                 "features are older); the decision and its reason are tagged on the version.")
@@ -75,7 +78,7 @@ def monitoring_job(asset_keys: Iterable[dg.AssetKey]) -> dg.UnresolvedAssetJobDe
     monitoring_dashboard) on today's models and data."""
     present = [k for k in MONITORING_KEYS if dg.AssetKey(k) in set(asset_keys)]
     return dg.define_asset_job(
-        MONITORING_JOB, selection=dg.AssetSelection.assets(*present),
+        MONITORING_JOB, selection=dg.AssetSelection.assets(*present), tags={STAGE_TAG: "monitoring"},
         description=f"Monitoring on the stored models and data, no training: {', '.join(present)}.")
 
 

@@ -28,6 +28,19 @@ horizon_partitions = dg.StaticPartitionsDefinition([str(h) for h in environment(
 day_partitions = dg.DailyPartitionsDefinition(
     start_date=environment().history_start, timezone=environment().fab_timezone, end_offset=1)
 
+# concurrency pools (limits: `amhs up`, or `dagster instance concurrency set POOL N`); without a
+# limit a pool does not hold anything back, as in the embedded profile
+INGEST_POOL = "amhs_ingest"
+TRAINING_POOL = "amhs_training"
+
+
+def day_backfill_policy() -> dg.BackfillPolicy:
+    """How a backfill of the day partitions becomes runs: the whole range in one run (a day at
+    a time, the default), or ``days_per_run`` days per run so that workers share them."""
+    days = environment().days_per_run
+    return dg.BackfillPolicy.multi_run(days) if days > 0 else dg.BackfillPolicy.single_run()
+
+
 FEATURES_LOOKBACK = dg.TimeWindowPartitionMapping(
     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True)
 TARGETS_LOOKAHEAD = dg.TimeWindowPartitionMapping(

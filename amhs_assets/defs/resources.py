@@ -103,6 +103,10 @@ class AmhsSettings(dg.ConfigurableResource):
     history_start: str = Field(default=HISTORY_START,
                                description="first fab-local day (YYYY-MM-DD) of the day "
                                            "partitions; raw rows before it are reported")
+    days_per_run: int = Field(default=0, ge=0,
+                              description="a backfill of the day partitions runs this many days "
+                                          "per run (0: the whole range in one run, a day at a "
+                                          "time; 1 or more: runs that the Celery workers share)")
     promotion_cron: str = Field(default="0 6 * * *",
                                 description="when promotion_job runs, in fab_timezone")
     retraining_cron: str = Field(default="0 2 * * *",

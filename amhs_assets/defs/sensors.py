@@ -18,6 +18,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionStatus
 
 from amhs_assets.contract import TRIGGER_REASON_TAG, TRIGGER_TAG
+from amhs_assets.defs.executors import STAGE_TAG
 from amhs_assets.defs.jobs import MONITORING_JOB, reason_tags, training_job, training_tags
 from amhs_assets.defs.partitions import offered_days
 from amhs_assets.defs.resources import AmhsSettings
@@ -98,7 +99,7 @@ def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
             return dg.SkipReason(decision.reason)
         plan = ingest_plan(settings, decision.changed, context.log)
         shown = ", ".join(decision.changed[:5]) + (", ..." if len(decision.changed) > 5 else "")
-        tags = {BURST_TAG: decision.run_key,
+        tags = {BURST_TAG: decision.run_key, STAGE_TAG: "ingest",
                 BURST_DAYS_TAG: str(len(plan["cleaned_amhs_logs"]))} | reason_tags(
             "data", f"{decision.reason}: {shown}")
         return backfill_request(context.repository_def.asset_graph, plan, tags)

@@ -21,6 +21,7 @@ from amhs_assets.config import setting
 from amhs_assets.contract import (
     REGRESSION_TARGETS,
 )
+from amhs_assets.models.dask_backend import DaskMatrices
 from amhs_assets.models.dataset import (
     N_CLASSES,
     ModelDataset,
@@ -33,6 +34,8 @@ from amhs_assets.models.dataset import (
 )
 from amhs_assets.models.splits import VAL
 from amhs_assets.progress import Progress, advance
+
+TRAINING_BACKENDS = ("local", "dask")
 
 # The figures that matter are MAEs and transfer times are heavy-tailed: fit the median.
 REGRESSION_OBJECTIVE = "reg:absoluteerror"
@@ -69,6 +72,17 @@ class XgbConfig:
            "duplicates; 1 = every minute, ~1.6x the time)")
     device: str = setting("auto", "XGBoost device: auto (a GPU when one answers), cpu or cuda")
     seed: int = setting(42, "seed of every fit")
+    training_backend: str = setting(
+        "local", "where the boosters train: local (this process, every core) or dask "
+                 "(xgboost.dask on the cluster at dask_address)")
+    dask_address: str = setting(
+        "", "Dask scheduler of the dask backend (tcp://host:8786); empty: a LocalCluster on "
+            "this machine")
+
+    def __post_init__(self) -> None:
+        if self.training_backend not in TRAINING_BACKENDS:
+            raise ValueError(f"xgb.training_backend={self.training_backend!r}: expected one of "
+                             f"{', '.join(TRAINING_BACKENDS)}")
 
     def params(self) -> dict:
         device = detect_device() if self.device == "auto" else self.device
@@ -128,8 +142,12 @@ class Matrices:
 
     @classmethod
     def build(cls, train_rows: RowBatches, val_rows: RowBatches, config: XgbConfig,
-              rows: tuple[np.ndarray, np.ndarray] | None = None) -> "Matrices":
-        """Quantise the training batches, and the validation batches on the training cuts."""
+              rows: tuple[np.ndarray, np.ndarray] | None = None) -> "Matrices | DaskMatrices":
+        """Quantise the training batches, and the validation batches on the training cuts
+        (with the dask backend: the rows sent to the cluster, quantised there per booster)."""
+        if config.training_backend == "dask":
+            return DaskMatrices.build(train_rows, val_rows, config.dask_address, config.max_bin,
+                                      rows)
         threads = config.params()["nthread"]
         train = xgb.QuantileDMatrix(train_rows, max_bin=config.max_bin, nthread=threads)
         val = xgb.QuantileDMatrix(val_rows, ref=train, max_bin=config.max_bin, nthread=threads)
@@ -143,8 +161,8 @@ def _label(matrix: xgb.DMatrix, y: np.ndarray, weight: np.ndarray | None) -> Non
     matrix.set_info(label=np.where(known, y, 0.0), weight=w)
 
 
-def fit_booster(config: XgbConfig, objective: str, matrices: Matrices, y: np.ndarray,
-                y_val: np.ndarray, weight: np.ndarray | None = None,
+def fit_booster(config: XgbConfig, objective: str, matrices: Matrices | DaskMatrices,
+                y: np.ndarray, y_val: np.ndarray, weight: np.ndarray | None = None,
                 weight_val: np.ndarray | None = None) -> xgb.Booster:
     """One XGBoost model with early stopping on the validation rows (NaN labels are ignored)."""
     params = config.params() | {"objective": objective}
@@ -152,6 +170,9 @@ def fit_booster(config: XgbConfig, objective: str, matrices: Matrices, y: np.nda
         params |= {"num_class": N_CLASSES, "eval_metric": "mlogloss"}
     else:
         params |= {"eval_metric": "mae"}
+    if isinstance(matrices, DaskMatrices):
+        return matrices.fit(params, config.num_boost_round, config.early_stopping_rounds, y,
+                            y_val, weight, weight_val)
     _label(matrices.train, y, weight)
     _label(matrices.val, y_val, weight_val)
     return xgb.train(params, matrices.train, num_boost_round=config.num_boost_round,

@@ -9,6 +9,8 @@ import pandas as pd
 from amhs_assets.contract import N_FEATURES, STATES
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.partitions import (
+    INGEST_POOL,
+    day_backfill_policy,
     FEATURES_LOOKBACK,
     TARGETS_LOOKAHEAD,
     day_partitions,
@@ -40,7 +42,7 @@ def stitched(cleaned: DayReader, days: list[str], settings: AmhsSettings) -> pd.
 
 
 @dg.asset(group_name=GROUP, kinds={"pandas", "numpy", "parquet"}, code_version=FEATURE_VERSION,
-          partitions_def=day_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+          partitions_def=day_partitions, backfill_policy=day_backfill_policy(), pool=INGEST_POOL,
           ins={"cleaned_amhs_logs": dg.AssetIn(partition_mapping=FEATURES_LOOKBACK)})
 def amhs_features(context: dg.AssetExecutionContext, settings: AmhsSettings,
                   cleaned_amhs_logs: DayReader) -> dg.Output[DayFrames]:
@@ -86,7 +88,7 @@ def feature_catalog(settings: AmhsSettings) -> dg.Output[pd.DataFrame]:
 
 
 @dg.asset(group_name=GROUP, kinds={"pandas", "parquet"}, partitions_def=day_partitions,
-          backfill_policy=dg.BackfillPolicy.single_run(),
+          backfill_policy=day_backfill_policy(), pool=INGEST_POOL,
           ins={"cleaned_amhs_logs": dg.AssetIn(partition_mapping=TARGETS_LOOKAHEAD)})
 def amhs_targets(context: dg.AssetExecutionContext, settings: AmhsSettings,
                  cleaned_amhs_logs: DayReader) -> dg.Output[DayFrames]:

@@ -7,7 +7,12 @@ import dagster as dg
 import pandas as pd
 
 from amhs_assets.defs.metadata import markdown_table
-from amhs_assets.defs.partitions import day_partitions, offered_days
+from amhs_assets.defs.partitions import (
+    INGEST_POOL,
+    day_backfill_policy,
+    day_partitions,
+    offered_days,
+)
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.documents import DataQualityDocument, write_json
 from amhs_assets.ingest.clean import empty_cleaned
@@ -65,7 +70,7 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
     kinds={"pandas", "pandera", "parquet"},
     deps=[raw_amhs_logs],
     partitions_def=day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=day_backfill_policy(), pool=INGEST_POOL,
     check_specs=[
         dg.AssetCheckSpec("rows_accounted_for", asset="cleaned_amhs_logs",
                           description="rows_read = rows_clean + rows_quarantined + rows_duplicate"),

@@ -10,7 +10,7 @@ import pandas as pd
 
 from amhs_assets.contract import FLAG_MISSING, KEY_COLUMNS
 from amhs_assets.defs.metadata import markdown_table
-from amhs_assets.defs.partitions import deployment_horizons, horizon_partitions
+from amhs_assets.defs.partitions import TRAINING_POOL, deployment_horizons, horizon_partitions
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.features.compute import feature_rows_usable
 from amhs_assets.models.dataset import ModelDataset, build_dataset, split_summary
@@ -75,7 +75,7 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 
 @dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, partitions_def=horizon_partitions,
-          backfill_policy=dg.BackfillPolicy.single_run())
+          backfill_policy=dg.BackfillPolicy.single_run(), pool=TRAINING_POOL)
 def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
                    mlflow: MlflowTracking, model_dataset: ModelDataset
                    ) -> Iterator[dg.Output[HorizonModels | dict[str, HorizonModels]]]:
@@ -107,7 +107,7 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
                  {f"h{r['horizon']}.{k}": v for r in rows for k, v in r.items() if k != "horizon"})
 
 
-@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"})
+@dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, pool=TRAINING_POOL)
 def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                   mlflow: MlflowTracking, model_dataset: ModelDataset
                   ) -> Iterator[dg.Output[UnifiedModel]]:
@@ -124,7 +124,8 @@ def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
 
 
 @dg.asset(group_name=GROUP, kinds={"xgboost", "sklearn", "mlflow"},
-          ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())})
+          ins={"horizon_models": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+          pool=TRAINING_POOL)
 def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                    mlflow: MlflowTracking, model_dataset: ModelDataset,
                    horizon_models: dict[str, HorizonModels]
