@@ -95,6 +95,13 @@ class DataLayout:
         return self.root / "warehouse"
 
     @property
+    def asset_values(self) -> Path:
+        """Values of the non-warehouse assets (models, datasets, reports' inputs) when steps
+        run on workers (AMHS_EXECUTOR=celery): under the data folder every worker shares,
+        not under one machine's DAGSTER_HOME."""
+        return self.root / "asset_values"
+
+    @property
     def mlflow(self) -> Path:
         return self.root.resolve() / "mlflow"
 

@@ -42,8 +42,15 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
                  sensors.monitoring_after_promotion_sensor(settings)],
         executor=default_executor(),
         resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager(
-            warehouse_dir=str(settings.layout.warehouse), timezone=settings.fab_timezone)},
+            base_dir=shared_values_dir(settings), warehouse_dir=str(settings.layout.warehouse),
+            timezone=settings.fab_timezone)},
     )
+
+
+def shared_values_dir(settings: AmhsSettings) -> str | None:
+    """Where the pickled asset values live: DAGSTER_HOME/storage in the embedded profile, the
+    shared data folder when steps run on workers of other machines."""
+    return None if environment().executor == "in_process" else str(settings.layout.asset_values)
 
 
 defs = build_definitions(settings_from_environment(environment()),

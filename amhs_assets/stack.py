@@ -56,6 +56,7 @@ class Stack:
     settings_file: Path | None = None
     artifacts: str = ""  # MLflow's --artifacts-destination; default <root>/mlflow-artifacts
     extra_env: dict[str, str] = field(default_factory=dict)
+    _log_offsets: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Stack:
@@ -171,6 +172,7 @@ class Stack:
         """A service in a session of its own (its children stop with it), logged to
         logs/<name>.log, its PID in pids/<name>.pid."""
         log = open(self.logs / f"{name}.log", "ab")
+        self._log_offsets[name] = log.seek(0, os.SEEK_END)  # readiness reads what comes after
         with log:
             proc = subprocess.Popen(cmd, cwd=cwd or REPO_DIR, env=env or self.process_env(),
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -289,23 +291,28 @@ class Stack:
     def _start_daemon(self) -> None:
         self._spawn("dagster-daemon", [_venv_bin("dagster-daemon"), "run", "-w",
                                        str(REPO_DIR / "workspace.yaml")])
-        self._wait("dagster-daemon", lambda: "daemons:" in _tail(
-            self.logs / "dagster-daemon.log", 50_000), 240)
+        self._wait("dagster-daemon", lambda: "daemons:" in self.new_log("dagster-daemon"), 240)
 
     def start_worker(self, number: int) -> None:
         """Celery worker `number` (one step at a time: XGBoost and pandas use the cores)."""
         name = f"worker-{number}"
         self._spawn(name, [_venv_bin("dagster-celery"), "worker", "start", "-A",
                            "dagster_celery.app", "-y", str(DEPLOY_DIR / "celery.yaml"),
-                           "-n", f"{name}@%h", "--", "--concurrency", "1"])
-        self._wait(name, lambda: f"{name}@" in _tail(self.logs / f"{name}.log", 50_000)
-                   and "ready." in _tail(self.logs / f"{name}.log", 50_000), 180)
+                           "-n", name, "--", "--concurrency", "1"])
+        self._wait(name, lambda: f"{name}@" in self.new_log(name) and
+                   "ready." in self.new_log(name), 180)
 
     # the API -----------------------------------------------------------------------------
     def _start_api(self) -> None:
         self._spawn("api", [_venv_bin("amhs"), "serve", "--host", "127.0.0.1", "--port",
                             str(self.api_port)])
         self._wait("api", lambda: _http_ok(self.urls()["api"] + "/openapi.json"), 120)
+
+    def new_log(self, name: str) -> str:
+        """What a service logged since this object last started it."""
+        with open(self.logs / f"{name}.log", "rb") as log:
+            log.seek(self._log_offsets.get(name, 0))
+            return log.read().decode(errors="replace")
 
     # --- state and down ---------------------------------------------------------------------
     def pid(self, name: str) -> int | None:
