@@ -55,6 +55,7 @@ class Stack:
     workers: int = 2
     settings_file: Path | None = None
     artifacts: str = ""  # MLflow's --artifacts-destination; default <root>/mlflow-artifacts
+    celery_config: Path = DEPLOY_DIR / "celery.yaml"  # the executor's and the workers' YAML
     extra_env: dict[str, str] = field(default_factory=dict)
     _log_offsets: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -72,7 +73,8 @@ class Stack:
                    api_port=int(env.get("AMHS_API_PORT") or 8000),
                    workers=int(env.get("AMHS_WORKERS") or 2),
                    settings_file=Path(settings),
-                   artifacts=env.get("AMHS_ARTIFACTS_DESTINATION") or "")
+                   artifacts=env.get("AMHS_ARTIFACTS_DESTINATION") or "",
+                   celery_config=Path(env.get("AMHS_CELERY_CONFIG") or DEPLOY_DIR / "celery.yaml"))
 
     # --- places ---------------------------------------------------------------------------
     @property
@@ -124,7 +126,7 @@ class Stack:
             "AMHS_DATA_DIR": str(self.data_dir),
             "AMHS_SETTINGS": str(self.settings_file or DEPLOY_DIR / "settings.yaml"),
             "AMHS_EXECUTOR": "celery",
-            "AMHS_CELERY_CONFIG": str(DEPLOY_DIR / "celery.yaml"),
+            "AMHS_CELERY_CONFIG": str(self.celery_config),
             "AMHS_CELERY_BROKER": f"{redis}/0",
             "AMHS_CELERY_BACKEND": f"{redis}/1",
             "AMHS_PG_HOST": "127.0.0.1", "AMHS_PG_PORT": str(self.pg_port),
@@ -151,21 +153,24 @@ class Stack:
         _write_private(self.root / "stack.env",
                        "".join(f"export {k}={_quoted(v)}\n" for k, v in env.items()))
         shutil.copy(DEPLOY_DIR / "dagster.yaml", self.dagster_home / "dagster.yaml")
-        steps = [("postgres", self._start_postgres), ("redis", self._start_redis),
-                 ("mlflow", self._start_mlflow), ("dagster-webserver", self._start_webserver),
-                 ("dagster-daemon", self._start_daemon)]
-        steps += [(f"worker-{i + 1}", lambda i=i: self.start_worker(i + 1))
-                  for i in range(self.workers)]
-        steps.append(("api", self._start_api))
-        for name, start in steps:
+        for name in self.services:
             if self.running(name):
                 echo(f"{name:18s} already running (pid {self.pid(name)})")
                 continue
             started = time.perf_counter()
-            start()
+            self.start(name)
             echo(f"{name:18s} up in {time.perf_counter() - started:5.1f} s  "
                  f"pid {self.pid(name)}  {self.urls().get(name, '')}")
         echo(f"logs: {self.logs}   pids: {self.pids}   environment: source {self.root}/stack.env")
+
+    def start(self, name: str) -> None:
+        """Start one service (it answers when this returns)."""
+        if name.startswith("worker-"):
+            return self.start_worker(int(name.removeprefix("worker-")))
+        starts = {"postgres": self._start_postgres, "redis": self._start_redis,
+                  "mlflow": self._start_mlflow, "dagster-webserver": self._start_webserver,
+                  "dagster-daemon": self._start_daemon, "api": self._start_api}
+        starts[name]()
 
     def _spawn(self, name: str, cmd: list[str], cwd: Path | None = None,
                env: Mapping[str, str] | None = None) -> subprocess.Popen:
@@ -297,7 +302,7 @@ class Stack:
         """Celery worker `number` (one step at a time: XGBoost and pandas use the cores)."""
         name = f"worker-{number}"
         self._spawn(name, [_venv_bin("dagster-celery"), "worker", "start", "-A",
-                           "dagster_celery.app", "-y", str(DEPLOY_DIR / "celery.yaml"),
+                           "dagster_celery.app", "-y", str(self.celery_config),
                            "-n", name, "--", "--concurrency", "1"])
         self._wait(name, lambda: f"{name}@" in self.new_log(name) and
                    "ready." in self.new_log(name), 180)
