@@ -75,3 +75,45 @@ def test_dagster_loads_the_workspace_that_dagster_dev_uses(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_the_embedded_profile_runs_steps_in_process_and_backfills_in_one_run():
+    assert defs.resolve_job_def("ingest_job").executor_def.name == "in_process"
+    assert defs.resolve_job_def("training_job").executor_def.name == "in_process"
+    cleaned = defs.resolve_assets_def("cleaned_amhs_logs")
+    assert cleaned.backfill_policy.max_partitions_per_run is None  # single run
+    assert defs.resolve_job_def("training_job").tags["amhs/stage"] == "training"
+    assert defs.resolve_job_def("ingest_job").tags["amhs/stage"] == "ingest"
+
+
+PRODUCTION_PROBE = """
+import json
+from amhs_assets import defs
+print(json.dumps({
+    "executors": {j: defs.resolve_job_def(j).executor_def.name for j in ("ingest_job", "training_job")},
+    "asset_job": defs.resolve_implicit_global_asset_job_def().executor_def.name,
+    "days_per_run": {a: defs.resolve_assets_def(a).backfill_policy.max_partitions_per_run
+                     for a in ("cleaned_amhs_logs", "amhs_features", "amhs_targets")},
+    "pools": {a: defs.resolve_assets_def(a).op.pool for a in ("cleaned_amhs_logs", "horizon_models")},
+    "values_dir": defs.resources["io_manager"].base_dir,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_the_production_profile_sends_steps_to_celery_and_splits_backfills(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("days_per_run: 3\n")
+    env = {**os.environ, "AMHS_EXECUTOR": "celery", "AMHS_SETTINGS": str(settings),
+           "AMHS_DATA_DIR": str(tmp_path / "data"), "AMHS_CELERY_BROKER": "redis://x:1/0",
+           "AMHS_CELERY_BACKEND": "redis://x:1/1"}
+    out = subprocess.run([sys.executable, "-c", PRODUCTION_PROBE], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probe = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert probe["executors"] == {"ingest_job": "celery", "training_job": "celery"}
+    assert probe["asset_job"] == "celery"  # backfills launched from the UI too
+    assert set(probe["days_per_run"].values()) == {3}
+    assert probe["pools"] == {"cleaned_amhs_logs": "amhs_ingest",
+                              "horizon_models": "amhs_training"}
+    assert probe["values_dir"] == str(tmp_path / "data" / "asset_values")

@@ -206,6 +206,8 @@ def test_backfill_spreads_over_both_workers_and_survives_a_killed_worker_and_dae
     finished = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
                 if e.step_key == step]
     assert finished, f"{step} of run {run_id} never succeeded"
+    print(f"killed worker-1 during {step} of run {run_id[:8]}: handed out again "
+          f"{len(again)} time(s), succeeded {finished[0].timestamp - killed_at:+.1f} s after")
     if finished[0].timestamp > killed_at:  # it was in flight when the worker died
         assert again, f"{step} was not handed out again after worker-1 died"
 
