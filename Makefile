@@ -45,6 +45,10 @@ serve: install
 ## up: the production profile on this machine (PostgreSQL, Redis, MLflow server, Dagster
 ## webserver and daemon, 2 Celery workers, the API); logs and PIDs under .amhs_stack/
 up: install
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing postgresql and redis-server (Debian packages)"; \
+	    apt-get install -y -qq postgresql redis-server >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq postgresql redis-server >/dev/null; }; }
 	$(BIN)/amhs up
 
 ## down: stop everything `make up` started

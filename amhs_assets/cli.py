@@ -180,3 +180,38 @@ def down() -> None:
 
     if Stack.from_env().down(click.echo):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--first", "first_day", default=None, help="first fab-local day (YYYY-MM-DD) "
+              "[default: the first day of the raw files]")
+@click.option("--last", "last_day", default=None, help="last fab-local day [default: the last "
+              "day of the raw files]")
+@click.option("--url", envvar="AMHS_DAGSTER_URL", default="http://127.0.0.1:3000",
+              show_default=True, help="the Dagster webserver (env AMHS_DAGSTER_URL)")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="follow the backfill until it ends")
+def backfill(first_day: str | None, last_day: str | None, url: str, wait: bool) -> None:
+    """Backfill the day partitions (cleaned logs, features, targets) of the raw files' days
+    through the webserver: the daemon runs it, days_per_run days per run, on the workers."""
+    from amhs_assets.ingest.days import update_stored_index
+    from amhs_assets.webserver_client import WebserverError, launch_backfill, wait_for_backfill
+
+    env = read_environment()
+    _, index = update_stored_index(env.layout.warehouse, env.layout.raw, env.fab_timezone)
+    days = [d for d in index.days() if (first_day or "") <= d <= (last_day or "9999")]
+    if not days:
+        raise click.ClickException(f"no raw rows between {first_day or 'the start'} and "
+                                   f"{last_day or 'the end'} under {env.layout.raw}")
+    try:
+        backfill_id = launch_backfill(url, ("cleaned_amhs_logs", "amhs_features",
+                                            "amhs_targets"), days, {"amhs/stage": "ingest"})
+        click.echo(f"backfill {backfill_id}: {len(days)} day(s), {days[0]} to {days[-1]} "
+                   f"({url}/runs/b/{backfill_id})")
+        if wait:
+            status = wait_for_backfill(url, backfill_id, timeout_s=24 * 3600, poll_s=5)
+            click.echo(f"backfill {backfill_id}: {status}")
+            if status != "COMPLETED_SUCCESS":
+                sys.exit(1)
+    except (OSError, WebserverError, TimeoutError) as exc:
+        raise click.ClickException(f"{url}: {exc}") from exc

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -152,13 +154,19 @@ def test_backfill_spreads_over_both_workers_and_survives_a_killed_worker_and_dae
     import dagster as dg
 
     from amhs_assets.simulate.lines import write_simulation
-    from amhs_assets.webserver_client import launch_backfill, wait_for_backfill
+    from amhs_assets.webserver_client import wait_for_backfill
 
     write_simulation(stack.data_dir / "raw", lines=2, days=3, seed=11)
     days = _days_of_raw_files(stack)
     assert len(days) >= 3, days
     url = stack.urls()["dagster-webserver"]
-    backfill = launch_backfill(url, DAY_ASSETS, days, {"amhs/stage": "ingest"})
+    launched = subprocess.run(  # as a user would: `amhs backfill` against the webserver
+        [sys.executable, "-c", "from amhs_assets.cli import main; main()", "backfill",
+         "--url", url], env={**os.environ, **stack.env()}, capture_output=True, text=True,
+        timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    backfill = re.search(r"backfill (\w+): (\d+) day", launched.stdout).group(1)
+    assert f"{len(days)} day(s), {days[0]} to {days[-1]}" in launched.stdout
     instance = _instance(stack)
 
     # a step in flight on worker-1: kill the whole worker (its pool child included), start it
