@@ -34,7 +34,7 @@ REPO_DIR = DEPLOY_DIR.parent
 PG_OS_USER = "amhs-pg"  # PostgreSQL refuses to run as root
 PG_DB_USER = "amhs"
 MARKER = "AMHS_STACK_DIR"  # every process of a stack carries it: `down` finds stragglers by it
-POOL_LIMITS = {"amhs_training": 1, "amhs_ingest": 4}  # the pools of amhs_assets.defs.partitions
+POOL_LIMITS = {"amhs_training": 2, "amhs_ingest": 4}  # steps at once (pools of defs.partitions)
 
 
 class StackError(RuntimeError):

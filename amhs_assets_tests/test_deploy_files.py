@@ -43,7 +43,7 @@ def test_one_training_run_at_a_time_and_several_ingest_runs_everywhere():
     helm = {(t["key"], t["value"]): t["limit"] for t in HELM["dagsterDaemon"]["runCoordinator"][
         "config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]}
     assert helm == limits
-    assert POOL_LIMITS == {TRAINING_POOL: 1, INGEST_POOL: 4}
+    assert POOL_LIMITS == {TRAINING_POOL: 2, INGEST_POOL: 4}
 
 
 def test_compose_runs_the_services_amhs_up_starts():
