@@ -186,16 +186,18 @@ class Stack:
         return proc
 
     def _wait(self, name: str, ready: Callable[[], bool], timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline, last = time.monotonic() + timeout_s, "no answer"
         while time.monotonic() < deadline:
             if not self.running(name):
                 raise StackError(f"{name} exited while starting; see {self.logs / name}.log:\n"
                                  + _tail(self.logs / f"{name}.log"))
-            with contextlib.suppress(Exception):
+            try:
                 if ready():
                     return
+            except Exception as error:  # not up yet: keep the reason for the message
+                last = f"{type(error).__name__}: {error}"
             time.sleep(0.5)
-        raise StackError(f"{name} did not answer within {timeout_s:.0f} s; see "
+        raise StackError(f"{name} did not answer within {timeout_s:.0f} s (last: {last}); see "
                          f"{self.logs / name}.log:\n" + _tail(self.logs / f"{name}.log"))
 
     # PostgreSQL --------------------------------------------------------------------------
