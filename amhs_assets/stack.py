@@ -226,9 +226,13 @@ class Stack:
                 "-w", "-t", "60", "start"], "pg_ctl start")
         pid = (self.pg_data / "postmaster.pid").read_text().split()[0]
         (self.pids / "postgres.pid").write_text(f"{pid}\n")
-        self._wait("postgres", lambda: bool(self.pg_connect().close() or True))
+        self._wait("postgres", self._pg_answers)
         for db in ("dagster", "mlflow"):
             self.create_database(db)
+
+    def _pg_answers(self) -> bool:
+        self.pg_connect().close()
+        return True
 
     def pg_connect(self, db: str = "postgres"):
         import psycopg2
@@ -350,8 +354,9 @@ class Stack:
         """Stop every service in reverse order, then any process still marked with this stack
         (runs the daemon launched); the PIDs of processes left (none, normally)."""
         started = {p.stem for p in self.pids.glob("*.pid")} if self.pids.exists() else set()
-        names = list(self.services) + sorted(started - set(self.services))  # other worker counts
-        for name in sorted(names, key=lambda n: -_start_order(n)):
+        extra = sorted(started - set(self.services))  # workers of an `up` with more of them
+        *before_api, api = self.services
+        for name in reversed([*before_api, *extra, api]):
             if self.stop(name):
                 echo(f"{name:18s} stopped")
         for pid in self.stragglers():
@@ -375,12 +380,6 @@ class Stack:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _start_order(name: str) -> int:
-    order = ("postgres", "redis", "mlflow", "dagster-webserver", "dagster-daemon", "worker", "api")
-    return order.index("worker" if name.startswith("worker-") else name) \
-        if (name.startswith("worker-") or name in order) else len(order)
-
-
 def postgres_bin_dir() -> Path:
     """The folder of initdb and pg_ctl (Debian keeps them under /usr/lib/postgresql/N/bin)."""
     found = shutil.which("initdb")
