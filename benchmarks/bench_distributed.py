@@ -28,15 +28,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from amhs_assets_tests.support import THRESHOLDS, free_port
+
 DAY_ASSETS = ("cleaned_amhs_logs", "amhs_features", "amhs_targets")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_backfill(lines: int, days: int, days_per_run: int) -> None:
@@ -90,15 +84,14 @@ def bench_backfill(lines: int, days: int, days_per_run: int) -> None:
 def bench_training(lines: int, days: int) -> None:
     import pandas as pd
 
-    from amhs_assets.contract import HORIZONS, RAW_COLUMNS, TARGET_COLUMN
+    from amhs_assets.contract import HORIZONS, RAW_COLUMNS
     from amhs_assets.models.dataset import dataset_from_raw
     from amhs_assets.models.xgb import XgbConfig, fit_xgb_model
     from amhs_assets.simulate.lines import line_names, simulate_lines
 
     frames = simulate_lines(line_names(lines), pd.Timestamp("2026-01-05", tz="UTC"), days, 3)
     raw = pd.concat(frames.values(), ignore_index=True)[list(RAW_COLUMNS)]
-    thresholds = {"warning_s": 300.0, "critical_s": 600.0, "target_column": TARGET_COLUMN}
-    ds = dataset_from_raw(raw, HORIZONS, thresholds)[1]
+    ds = dataset_from_raw(raw, HORIZONS, THRESHOLDS)[1]
     config = XgbConfig(device="cpu")
     print(f"training: {lines} lines x {days} days, {len(ds.X):,} rows x {ds.X.shape[1]} "
           f"features, every horizon's four boosters")
