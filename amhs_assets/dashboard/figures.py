@@ -215,3 +215,35 @@ def quarantine_per_day(per_day: pd.DataFrame, tz: str) -> go.Figure | None:
                       xaxis={"title": f"day ({tz})", "type": "category"},
                       yaxis={"title": "rows", "rangemode": "tozero"})
     return fig
+
+
+HORIZON_PATTERNS = ("", "/", "x", ".")
+EXPLAINED = {"CRITICAL": "CRITICAL score (log-odds)", "avg": "avg change (s)"}
+
+
+def explanation_figure(importance: pd.DataFrame, top: int = TOP_COLUMNS) -> go.Figure | None:
+    """The raw columns that move the forecasts most (mean |contribution| over the rows,
+    models.explain.global_importance of each horizon concatenated): the CRITICAL score and
+    the avg change side by side, one bar per horizon."""
+    if importance.empty:
+        return None
+    share = importance.groupby("column")[list(EXPLAINED)].mean()
+    share = share / share.sum().where(share.sum() > 0, 1.0)  # each output's share, then both
+    order = share.sum(axis=1).nlargest(top).index[::-1].tolist()  # the largest at the top
+    horizons = sorted(importance["horizon"].unique())
+    fig = make_subplots(rows=1, cols=len(EXPLAINED), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"mean |contribution| to the {t}" for t in EXPLAINED.values()])
+    for i, h in enumerate(horizons):
+        part = importance[importance["horizon"] == h].set_index("column").reindex(order)
+        for col, output in enumerate(EXPLAINED, start=1):
+            fig.add_trace(go.Bar(
+                x=part[output].round(4), y=order, orientation="h", name=f"next {h} min",
+                legendgroup=str(h), showlegend=col == 1,
+                marker_color=HORIZON_COLOURS[i % len(HORIZON_COLOURS)],
+                marker_pattern_shape=HORIZON_PATTERNS[i % len(HORIZON_PATTERNS)],
+                hovertemplate=f"%{{y}}, next {h} min: %{{x:.3g}}<extra></extra>"), row=1, col=col)
+    fig.update_layout(height=160 + 26 * len(order) * max(1, len(horizons)) // 2,
+                      title=f"What moves the forecasts: top {len(order)} raw columns",
+                      barmode="group", legend={"orientation": "h", "y": -0.12},
+                      yaxis={"automargin": True})
+    return fig
