@@ -49,6 +49,15 @@ class StateResult(_Open):
     macro_f1: float
     recall: StateRecall
     confusion_matrix: list[list[int]]
+    # the alarm figures at the model's operating point (null where undefined)
+    critical_threshold: Optional[float] = None
+    critical_precision: Optional[float] = None
+    critical_recall: Optional[float] = None
+    false_alarms_per_shift: Optional[float] = None
+    lead_time_median_min: Optional[float] = None
+    caught_5min_share: Optional[float] = None
+    critical_episodes: Optional[int] = None
+    brier: Optional[float] = None
 
 
 class EvaluationDocument(_Open):
@@ -130,7 +139,14 @@ class HorizonForecast(BaseModel):
     min: float
     max: float
     avg: float
-    state: Literal["NORMAL", "WARNING", "CRITICAL"]
+    state: Literal["NORMAL", "WARNING", "CRITICAL"] = Field(
+        description="the state the version's operating points decide: CRITICAL when "
+                    "P(CRITICAL) reaches `threshold`, else WARNING when P(WARNING) reaches its "
+                    "own, else NORMAL")
+    alarm: bool = Field(False, description="P(CRITICAL) reached the operating-point threshold")
+    threshold: Optional[float] = Field(
+        None, description="the version's CRITICAL threshold at this horizon (null: a version "
+                          "without operating points, where the most probable class wins)")
     proba: StateProba
 
 

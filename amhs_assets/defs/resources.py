@@ -29,6 +29,7 @@ from amhs_assets.contract import (
     TRIGGER_TAG,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.models.operating import AlarmConfig
 from amhs_assets.models.ensemble import EnsembleConfig
 from amhs_assets.models.splits import SplitConfig
 from amhs_assets.models.xgb import XgbConfig
@@ -81,8 +82,10 @@ EnsembleSettings = config_section(EnsembleConfig)
 DriftSettings = config_section(DriftConfig)
 GateSettings = config_section(GateConfig)
 PerformanceSettings = config_section(PerformanceConfig)
+AlarmSettings = config_section(AlarmConfig)
 SECTIONS = {"splits": SplitSettings, "xgb": XgbSettings, "ensemble": EnsembleSettings,
-            "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings}
+            "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings,
+            "alarms": AlarmSettings}
 
 
 class AmhsSettings(dg.ConfigurableResource):
@@ -133,6 +136,8 @@ class AmhsSettings(dg.ConfigurableResource):
                                description="the promotion gate")
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings,
                                              description="performance_monitor and its check")
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings,
+                                  description="operating points, calibration and the refit")
 
     @classmethod
     def from_values(cls, values: dict) -> AmhsSettings:

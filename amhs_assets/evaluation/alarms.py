@@ -1,5 +1,6 @@
-"""CRITICAL alarms as operators live them: an operating point chosen for a precision target,
-alarm episodes, false alarms per line and shift, lead time, and the Brier score. Numpy only.
+"""CRITICAL alarms as operators live them, measured: precision and recall at the operating
+point, false alarm episodes per line and 12-hour shift, and the lead time of each CRITICAL
+episode. Numpy only; the operating points themselves are chosen in models/operating.py.
 
 A row is one line and minute; its label at horizon h says whether the coming h minutes hold a
 CRITICAL minute. An *alarm* is P(CRITICAL) >= threshold. Consecutive alarm minutes of a line
@@ -10,84 +11,24 @@ line form one CRITICAL episode, whose event starts h minutes after its first lab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from amhs_assets.config import setting
-from amhs_assets.contract import STATES
+from amhs_assets.models.operating import (
+    CRITICAL,
+    SHIFT_MIN,
+    episode_ids,
+    episode_starts,
+    sort_rows,
+)
 
-CRITICAL = STATES.index("CRITICAL")
-SHIFT_MIN = 12 * 60
 EARLY_MIN = 5  # an episode "caught early" has an alarm at least this many minutes ahead
-
-
-@dataclass(frozen=True)
-class AlarmConfig:
-    """How the CRITICAL operating point is chosen on the validation rows."""
-
-    min_precision: float = setting(
-        0.5, "the CRITICAL threshold is the lowest P(CRITICAL) whose validation precision "
-             "reaches this (most recall at that precision)")
-    default_threshold: float = setting(
-        0.5, "threshold when the validation rows hold no CRITICAL minute")
-
-
-def choose_threshold(p_critical: np.ndarray, is_critical: np.ndarray,
-                     config: AlarmConfig = AlarmConfig()) -> float:
-    """The lowest threshold whose precision on these rows reaches config.min_precision (the
-    most recall at that precision); the most precise threshold when none reaches it."""
-    p = np.asarray(p_critical, float)
-    y = np.asarray(is_critical, bool)
-    known = ~np.isnan(p)
-    p, y = p[known], y[known]
-    if not y.any():
-        return float(config.default_threshold)
-    order = np.argsort(-p, kind="stable")
-    p_sorted, hits = p[order], np.cumsum(y[order])
-    last = np.r_[p_sorted[1:] != p_sorted[:-1], True]  # cut after each distinct probability
-    cut_p, cut_hits = p_sorted[last], hits[last]
-    precision = cut_hits / (np.flatnonzero(last) + 1)
-    good = np.flatnonzero(precision >= config.min_precision)
-    if len(good):
-        return float(cut_p[good[-1]])
-    return float(cut_p[int(np.argmax(precision))])
-
-
-def episode_starts(flags: np.ndarray, line_id: np.ndarray, minutes: np.ndarray) -> np.ndarray:
-    """Where an episode of consecutive flagged minutes of one line starts (rows sorted by line
-    and time; `minutes` counts whole minutes)."""
-    flags = np.asarray(flags, bool)
-    same = np.r_[False, (line_id[1:] == line_id[:-1]) & (np.diff(minutes) == 1)]
-    previous = np.r_[False, flags[:-1]]
-    return flags & ~(previous & same)
-
-
-def _episode_ids(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Episode number of each flagged row (-1 elsewhere)."""
-    ids = np.cumsum(starts) - 1
-    return np.where(flags, ids, -1)
-
-
-def brier_score(proba: np.ndarray, state: np.ndarray) -> float | None:
-    """Mean over rows of the squared distance between the class probabilities and the one-hot
-    actual state (0 is perfect, 2 is worst); None without labelled rows."""
-    state = np.asarray(state, int)
-    known = state >= 0
-    if not known.any():
-        return None
-    onehot = np.eye(proba.shape[1])[state[known]]
-    return float(np.mean(np.sum((proba[known] - onehot) ** 2, axis=1)))
 
 
 def alarm_metrics(p_critical: np.ndarray, state: np.ndarray, line_id: np.ndarray,
                   timestamp: np.ndarray, horizon: int, threshold: float) -> dict:
     """Precision and recall of CRITICAL minutes at the threshold, false alarm episodes per line
     per 12-hour shift, and the lead time of the CRITICAL episodes (None where undefined)."""
-    ts = np.asarray(timestamp).astype("datetime64[m]").astype(np.int64)
-    line = np.asarray(line_id)
-    order = np.lexsort((ts, line))
-    line, ts = line[order], ts[order]
+    order, line, ts = sort_rows(line_id, timestamp)
     state = np.asarray(state, int)[order]
     alarm = np.nan_to_num(np.asarray(p_critical, float)[order], nan=-1.0) >= threshold
     labelled = state >= 0
@@ -100,7 +41,7 @@ def alarm_metrics(p_critical: np.ndarray, state: np.ndarray, line_id: np.ndarray
 
     # alarm episodes with no CRITICAL label in them are false alarms
     a_starts = episode_starts(alarm, line, ts)
-    a_ids = _episode_ids(alarm, a_starts)
+    a_ids = episode_ids(alarm, a_starts)
     n_episodes = int(a_starts.sum())
     true_episode = np.zeros(n_episodes, bool)
     true_episode[a_ids[alarm & critical]] = True
@@ -110,7 +51,7 @@ def alarm_metrics(p_critical: np.ndarray, state: np.ndarray, line_id: np.ndarray
     # each CRITICAL episode: its event starts `horizon` minutes after its first labelled
     # minute; the first alarm of the alarm episode that reaches into it gives the lead time
     c_starts = episode_starts(critical, line, ts)
-    c_ids = _episode_ids(critical, c_starts)
+    c_ids = episode_ids(critical, c_starts)
     n_crit_episodes = int(c_starts.sum())
     if not n_crit_episodes:
         out |= {"lead_time_median_min": None, "caught_5min_share": None,

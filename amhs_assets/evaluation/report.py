@@ -20,6 +20,13 @@ from amhs_assets.contract import (
     STATES,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.evaluation.alarm_report import (
+    alarm_table,
+    operating_point_table,
+    pr_figure,
+    refit_table,
+    reliability_figure,
+)
 from amhs_assets.evaluation.evaluate import MODEL_ORDER, V8_BARS
 from amhs_assets.html import OKABE_ITO, check_timezone, esc, local_time, note, num
 
@@ -29,7 +36,10 @@ MODEL_COLOURS = {"persistence": OKABE_ITO["black"], "xgb": OKABE_ITO["blue"],
 SECTION_TITLES: dict[str, str] = {
     "summary": "Summary of metrics", "day": "Predicted vs actual over one test day",
     "residuals": "Residual distribution", "confusion": "Confusion matrices",
-    "importance": "Feature importance", "howto": "How to read this report"}
+    "importance": "Feature importance", "alarms": "CRITICAL alarms at the operating points",
+    "pr": "Precision-recall of P(CRITICAL), test window",
+    "reliability": "Calibration: reliability of P(CRITICAL)",
+    "refit": "Refit on training + validation rows", "howto": "How to read this report"}
 MAX_LINES_IN_DAY_PLOT = 20
 TOP_FEATURES = 20
 BAR_LABELS = {"mae": "MAE < {v:g} s", "r2": "R² > {v:g}", "accuracy": "accuracy > {v:.0%}"}
@@ -354,6 +364,15 @@ min–max; dashed lines mark the WARNING and CRITICAL thresholds. Pick a line in
 prediction.</li>
 <li><b>Confusion matrices</b>: rows are the actual state; colour and % are shares of the row, so the diagonal
 is each state's recall; the first number is the row count.</li>
+<li><b>CRITICAL alarms</b>: an alarm is P(CRITICAL) at or above the model's threshold, chosen on the
+validation rows for the configured target (alarms.target). Precision: share of alarm minutes that were
+CRITICAL; recall: share of CRITICAL minutes alarmed; false alarms: alarm episodes with no CRITICAL
+minute, per line per 12-hour shift; lead time: minutes from the first alarm to the onset of each
+CRITICAL episode it caught. The ★ on each PR curve is the operating point.</li>
+<li><b>Reliability</b>: predicted P(CRITICAL) against the observed share on the validation rows; a
+calibrated model lies on the diagonal. The Brier score (0 best) is in the alarm table.</li>
+<li><b>Refit</b>: the served regressors are refitted on training + validation rows with the number of
+rounds early stopping chose; the table compares their test MAE with the early-stopped ones.</li>
 <li><b>Feature importance</b>: share of the XGBoost models' total gain: what drives the forecast, not
 cause and effect.</li></ul>"""
 
@@ -379,8 +398,31 @@ def _clean_predictions(predictions: pd.DataFrame | None) -> pd.DataFrame:
     return frame
 
 
+def _alarm_sections(evaluation: dict, results: pd.DataFrame, preds: pd.DataFrame,
+                    validation: pd.DataFrame | None) -> list[str]:
+    """The operating points, alarm figures, PR curves, reliability diagrams and the refit."""
+    points = evaluation.get("operating_points") or []
+    thresholds = {(r["model"], int(r["horizon"])): r.get("critical_threshold")
+                  for r in results.to_dict("records") if r.get("target") == "state"}
+    has_proba = "proba_CRITICAL" in preds
+    val = validation if validation is not None and "proba_CRITICAL" in validation \
+        else pd.DataFrame(columns=["horizon"])
+    return [
+        _section("alarms", [alarm_table(results, _table, _name_cell, _by_model),
+                            operating_point_table(points, _table, _name_cell)], ""),
+        _section("pr", [pr_figure(preds, thresholds, h, MODEL_COLOURS, "test window")
+                        for h in _horizons(preds["horizon"])] if has_proba else [],
+                 "No class probabilities over the test window."),
+        _section("reliability", [reliability_figure(val, h, MODEL_COLOURS)
+                                 for h in _horizons(val["horizon"])],
+                 "No validation predictions were handed to the report."),
+        _section("refit", [refit_table(evaluation.get("refit") or [], _table, _name_cell)], ""),
+    ]
+
+
 def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importances: pd.DataFrame,
-                           bars: dict | None = None, timezone: str = "UTC") -> str:
+                           bars: dict | None = None, timezone: str = "UTC",
+                           validation: pd.DataFrame | None = None) -> str:
     """The evaluation report as one self-contained HTML page (plotly.js inlined once)."""
     check_timezone(timezone)
     bars = {**V8_BARS, **(bars or {})}
@@ -396,6 +438,7 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
             _section("confusion", [_confusion_figure(_confusion_matrices(results, h), h)
                                    for h in _horizons(results["horizon"])],
                      "No state results."),
+            *_alarm_sections(evaluation, results, preds, validation),
             _section("importance", [_importance_figure(imps, h) for h in _horizons(imps["horizon"])],
                      "No feature importances."),
             _section("howto", [HOW_TO_READ], "")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.ensemble import (
@@ -29,8 +29,9 @@ from amhs_assets.models.dataset import (
     ordered,
     training_rows,
 )
+from amhs_assets.models.operating import AlarmConfig, HorizonPolicy, decide
 from amhs_assets.models.splits import TRAIN, VAL
-from amhs_assets.models.xgb import HorizonModels
+from amhs_assets.models.xgb import HorizonModels, validation_policy
 from amhs_assets.progress import Progress, advance
 
 MEMBERS = ("xgb", "hgb", "mlp")
@@ -87,11 +88,16 @@ class EnsembleModel:
     fallback: float
     persistence_index: int
     horizons: tuple[int, ...]
+    policies: dict[int, HorizonPolicy] = field(default_factory=dict)
 
-    def members(self, X: np.ndarray, h: int) -> dict[str, dict]:
-        """Each member's predictions at horizon h (regressions in seconds, state probabilities)."""
+    def policy(self, h: int) -> HorizonPolicy | None:
+        return self.policies.get(h)
+
+    def members(self, X: np.ndarray, h: int, early: bool = False) -> dict[str, dict]:
+        """Each member's predictions at horizon h (regressions in seconds, state probabilities;
+        `early`: the XGBoost member's regressors before its refit)."""
         base = baseline(X[:, self.persistence_index], self.fallback)
-        out = {"xgb": self.xgb[h].predict(X)}
+        out = {"xgb": self.xgb[h].predict(X, early)}
         X = X[:, self.columns]
         Xs = self.scaler.transform(X)
         mlp_all = self.mlp_regressor.predict(Xs).reshape(len(X), -1) * self.target_scale
@@ -102,10 +108,11 @@ class EnsembleModel:
         out["mlp"]["proba"] = _proba(self.mlp_classifiers[h], Xs)
         return out
 
-    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
-        """The blended min/max/avg and state probabilities at horizon h."""
-        parts = self.members(X, h)
-        return blend(parts, {k: w for (hh, k), w in self.weights.items() if hh == h})
+    def predict(self, X: np.ndarray, h: int, early: bool = False) -> dict[str, np.ndarray]:
+        """The blended min/max/avg, calibrated state probabilities, state and alarm at h."""
+        parts = self.members(X, h, early)
+        raw = blend(parts, {k: w for (hh, k), w in self.weights.items() if hh == h})
+        return decide(raw, self.policy(h))
 
 
 def blend(parts: dict[str, dict], weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -237,8 +244,11 @@ def ensemble_steps(ds: ModelDataset) -> int:
 
 
 def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
-                       cfg: EnsembleConfig, progress: Progress | None = None) -> EnsembleModel:
-    """Fit the HistGB and MLP members, then choose blend weights on validation rows."""
+                       cfg: EnsembleConfig, progress: Progress | None = None,
+                       alarms: AlarmConfig | None = None) -> EnsembleModel:
+    """Fit the HistGB and MLP members, then choose blend weights and the operating points on
+    validation rows (with the XGBoost member as it was before its refit: the validation rows
+    must be new to every member). The scikit-learn members are not refitted."""
     fallback = fallback_level(ds)
     base = baseline(ds.persistence, fallback)
     columns = top_features(xgb_models, cfg.top_features)
@@ -261,10 +271,13 @@ def fit_ensemble_model(ds: ModelDataset, xgb_models: dict[int, HorizonModels],
     )
     va = ds.mask(VAL)
     for h in ds.horizons:
-        parts = model.members(ds.X[va], h)
+        parts = model.members(ds.X[va], h, early=True)
         truth = {t: ds.target(t, h)[va] for t in (*REGRESSION_TARGETS, "state")}
         truth["state"] = truth["state"].astype(int)
-        for key, w in choose_weights(parts, truth).items():
+        weights = choose_weights(parts, truth)
+        for key, w in weights.items():
             model.weights[h, key] = w
+        raw = blend(parts, weights)["proba"]
+        model.policies[h] = validation_policy(ds, h, raw, alarms or AlarmConfig())
         advance(progress, note=f"weights h{h}")
     return model

@@ -16,6 +16,7 @@ import xgboost as xgb
 
 from amhs_assets.models.ensemble import EnsembleModel, Scaler
 from amhs_assets.models.kinds import Model, kind_name
+from amhs_assets.models.operating import HorizonPolicy
 from amhs_assets.models.unified import UnifiedModel
 from amhs_assets.models.xgb import HorizonModels, XgbModel
 
@@ -48,7 +49,8 @@ def _save_xgb(model: XgbModel, directory: Path) -> dict:
     for h, m in model.horizon_models.items():
         boosters = {**m.regressors, "state": m.classifier}
         parts[str(h)] = {"boosters": _save_boosters(boosters, directory, f"xgb_h{h}"),
-                         "fallback": m.fallback, "persistence_index": m.persistence_index}
+                         "fallback": m.fallback, "persistence_index": m.persistence_index,
+                         "policy": m.policy.to_dict() if m.policy else None}
     return {"horizons": parts}
 
 
@@ -59,8 +61,10 @@ def _load_xgb(manifest: dict, directory: Path, feature_names: tuple[str, ...]) -
         boosters = _load_boosters(part["boosters"], directory)
         classifier = boosters.pop("state")
         best = {k: int(v["best_iteration"]) for k, v in part["boosters"].items()}
+        policy = part.get("policy")  # versions before operating points have none
         models[int(h)] = HorizonModels(int(h), boosters, classifier, part["fallback"],
-                                       part["persistence_index"], feature_names, best)
+                                       part["persistence_index"], feature_names, best,
+                                       HorizonPolicy.from_dict(policy) if policy else None)
     return XgbModel(models)
 
 
@@ -77,7 +81,8 @@ def save_model(model: Model, directory: Path, feature_names: tuple[str, ...]) ->
             "boosters": _save_boosters({**model.regressors, "state": model.classifier},
                                        directory, "unified"),
             "fallback": model.fallback, "persistence_index": model.persistence_index,
-            "horizons_seen": list(model.horizons_seen)}
+            "horizons_seen": list(model.horizons_seen),
+            "policies": _save_policies(model.policies)}
     else:
         manifest["ensemble"] = _save_ensemble(model, directory)
     path = directory / MANIFEST
@@ -94,7 +99,16 @@ def _save_ensemble(model: EnsembleModel, directory: Path) -> dict:
              std=model.scaler.std, target_scale=model.target_scale)
     return {"xgb": _save_xgb(XgbModel(model.xgb), directory),
             "weights": {f"{h}|{t}": w.tolist() for (h, t), w in model.weights.items()},
-            "fallback": model.fallback, "persistence_index": model.persistence_index}
+            "fallback": model.fallback, "persistence_index": model.persistence_index,
+            "policies": _save_policies(model.policies)}
+
+
+def _save_policies(policies: dict[int, HorizonPolicy]) -> dict:
+    return {str(h): p.to_dict() for h, p in policies.items()}
+
+
+def _load_policies(part: dict) -> dict[int, HorizonPolicy]:
+    return {int(h): HorizonPolicy.from_dict(p) for h, p in (part.get("policies") or {}).items()}
 
 
 def load_model(directory: Path) -> Model:
@@ -109,7 +123,7 @@ def load_model(directory: Path) -> Model:
         boosters = _load_boosters(part["boosters"], directory)
         classifier = boosters.pop("state")
         return UnifiedModel(boosters, classifier, part["fallback"], part["persistence_index"],
-                            tuple(part["horizons_seen"]), names)
+                            tuple(part["horizons_seen"]), names, _load_policies(part))
     part = manifest["ensemble"]
     members = joblib.load(directory / "sklearn_members.joblib")
     arrays = np.load(directory / "ensemble_arrays.npz")
@@ -122,6 +136,6 @@ def load_model(directory: Path) -> Model:
         weights={(int(k.split("|")[0]), k.split("|")[1]): np.array(w)
                  for k, w in part["weights"].items()},
         fallback=part["fallback"], persistence_index=part["persistence_index"],
-        horizons=tuple(manifest["horizons"]),
+        horizons=tuple(manifest["horizons"]), policies=_load_policies(part),
     )
 

@@ -7,7 +7,7 @@ between the horizons they saw; a horizon outside them is clamped to the nearest 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xgboost as xgb
@@ -23,6 +23,7 @@ from amhs_assets.models.dataset import (
     state_weights,
     training_rows,
 )
+from amhs_assets.models.operating import AlarmConfig, HorizonPolicy, decide
 from amhs_assets.models.splits import VAL
 from amhs_assets.models.xgb import (
     BATCH_ROWS,
@@ -32,6 +33,7 @@ from amhs_assets.models.xgb import (
     XgbConfig,
     fit_booster,
     predict_booster,
+    validation_policy,
 )
 from amhs_assets.progress import Progress, advance
 
@@ -72,19 +74,28 @@ class UnifiedModel:
     persistence_index: int
     horizons_seen: tuple[int, ...]
     feature_names: tuple[str, ...]
+    policies: dict[int, HorizonPolicy] = field(default_factory=dict)
+    early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
 
     @property
     def horizons(self) -> tuple[int, ...]:
         return self.horizons_seen
 
-    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
-        """min/max/avg and state probabilities at horizon h (minutes)."""
-        h = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
-        Xh = with_horizon(X, h)
+    def policy(self, h: int) -> HorizonPolicy | None:
+        """The operating point of horizon h (that of the nearest horizon seen, for another)."""
+        if not self.policies:
+            return None
+        return self.policies[min(self.policies, key=lambda seen: (abs(seen - h), seen))]
+
+    def predict(self, X: np.ndarray, h: int, early: bool = False) -> dict[str, np.ndarray]:
+        """min/max/avg, calibrated state probabilities, state and alarm at horizon h (minutes)."""
+        hh = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
+        Xh = with_horizon(X, hh)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + predict_booster(b, Xh) for t, b in self.regressors.items()}
+        regressors = self.early if early and self.early else self.regressors
+        pred = {t: base + predict_booster(b, Xh) for t, b in regressors.items()}
         proba = predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)
-        return ordered(pred) | {"proba": proba}
+        return decide(ordered(pred) | {"proba": proba}, self.policy(h))
 
 
 def _stacked_batches(ds: ModelDataset, parts: list[np.ndarray]) -> RowBatches:
@@ -98,9 +109,18 @@ def _with_horizon_rows(X: np.ndarray, rows: np.ndarray, h: int) -> np.ndarray:
     return with_horizon(X[rows], h)
 
 
+def unified_steps(alarms: AlarmConfig) -> int:
+    """The boosters fit_unified_model reports: 4, and 3 more with a refit."""
+    return 7 if alarms.refit else 4
+
+
 def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.4,
-                      progress: Progress | None = None) -> UnifiedModel:
-    """Fit the unified model on every horizon's training rows, early-stopped on validation."""
+                      progress: Progress | None = None, alarms: AlarmConfig | None = None
+                      ) -> UnifiedModel:
+    """Fit the unified model on every horizon's training rows, early-stopped on validation;
+    choose each horizon's operating point on validation; refit the regressors on training +
+    validation rows with the chosen rounds (when alarms.refit)."""
+    alarms = alarms or AlarmConfig()
     tr = _stacked_rows(ds, training_rows(ds, config.train_stride), row_share, config.seed)
     va = _stacked_rows(ds, np.flatnonzero(ds.mask(VAL)), row_share, config.seed + 1)
     matrices = Matrices.build(_stacked_batches(ds, tr), _stacked_batches(ds, va), config)
@@ -119,5 +139,30 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
         weight_val=state_weights(y_va, config.class_weight_power),
     )
     advance(progress, note="state")
-    return UnifiedModel(regressors, classifier, fallback, ds.persistence_index, tuple(ds.horizons),
-                        (*ds.feature_names, HORIZON_FEATURE))
+    model = UnifiedModel(regressors, classifier, fallback, ds.persistence_index,
+                         tuple(ds.horizons), (*ds.feature_names, HORIZON_FEATURE))
+    X_val = ds.X[ds.mask(VAL)]
+    for h in ds.horizons:
+        proba = predict_booster(classifier, with_horizon(X_val, h)).reshape(len(X_val), N_CLASSES)
+        model.policies[h] = validation_policy(ds, h, proba, alarms)
+    if alarms.refit:
+        model.early = regressors
+        model.regressors = _refit(ds, config, tr, va, base, regressors, progress)
+    return model
+
+
+def _refit(ds: ModelDataset, config: XgbConfig, tr: list[np.ndarray], va: list[np.ndarray],
+           base: np.ndarray, early: dict[str, xgb.Booster], progress: Progress | None
+           ) -> dict[str, xgb.Booster]:
+    """The regressors again on the stacked training + validation rows, with the early-stopped
+    number of rounds."""
+    both = [np.concatenate([a, b]) for a, b in zip(tr, va)]
+    matrices = Matrices.build(_stacked_batches(ds, both), _stacked_batches(ds, va), config)
+    out = {}
+    for name, booster in early.items():
+        rounds = int(booster.best_iteration) + 1
+        out[name] = fit_booster(config, REGRESSION_OBJECTIVE, matrices,
+                                _stacked_targets(ds, both, name, base),
+                                _stacked_targets(ds, va, name, base), rounds=rounds)
+        advance(progress, note=f"{name}: refit with {rounds} trees")
+    return out

@@ -32,6 +32,7 @@ from amhs_assets.models.dataset import (
     state_weights,
     training_rows,
 )
+from amhs_assets.models.operating import AlarmConfig, HorizonPolicy, decide, fit_policy
 from amhs_assets.models.splits import VAL
 from amhs_assets.progress import Progress, advance
 
@@ -163,26 +164,36 @@ def _label(matrix: xgb.DMatrix, y: np.ndarray, weight: np.ndarray | None) -> Non
 
 def fit_booster(config: XgbConfig, objective: str, matrices: Matrices | DaskMatrices,
                 y: np.ndarray, y_val: np.ndarray, weight: np.ndarray | None = None,
-                weight_val: np.ndarray | None = None) -> xgb.Booster:
-    """One XGBoost model with early stopping on the validation rows (NaN labels are ignored)."""
+                weight_val: np.ndarray | None = None, rounds: int | None = None
+                ) -> xgb.Booster:
+    """One XGBoost model with early stopping on the validation rows (NaN labels are ignored);
+    with `rounds`, exactly that many rounds and no early stopping (a refit)."""
     params = config.params() | {"objective": objective}
     if objective == "multi:softprob":
         params |= {"num_class": N_CLASSES, "eval_metric": "mlogloss"}
     else:
         params |= {"eval_metric": "mae"}
+    stopping = None if rounds else config.early_stopping_rounds
     if isinstance(matrices, DaskMatrices):
-        return matrices.fit(params, config.num_boost_round, config.early_stopping_rounds, y,
-                            y_val, weight, weight_val)
-    _label(matrices.train, y, weight)
-    _label(matrices.val, y_val, weight_val)
-    return xgb.train(params, matrices.train, num_boost_round=config.num_boost_round,
-                     evals=[(matrices.val, "val")],
-                     early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False)
+        booster = matrices.fit(params, rounds or config.num_boost_round, stopping, y, y_val,
+                               weight, weight_val)
+    else:
+        _label(matrices.train, y, weight)
+        _label(matrices.val, y_val, weight_val)
+        booster = xgb.train(params, matrices.train,
+                            num_boost_round=rounds or config.num_boost_round,
+                            evals=[(matrices.val, "val")], early_stopping_rounds=stopping,
+                            verbose_eval=False)
+    if rounds:
+        booster.set_attr(best_iteration=str(rounds - 1))
+    return booster
 
 
 @dataclass
 class HorizonModels:
-    """One horizon's original design: XGBoost regressors for min/max/avg and a state classifier."""
+    """One horizon's original design: XGBoost regressors for min/max/avg and a state classifier,
+    the operating point of its alarms and, after a refit, the early-stopped regressors (kept for
+    the evaluation's with/without comparison, not stored with the model)."""
 
     horizon: int
     regressors: dict[str, xgb.Booster]
@@ -191,13 +202,18 @@ class HorizonModels:
     persistence_index: int
     feature_names: tuple[str, ...]
     best_iterations: dict[str, int]
+    policy: HorizonPolicy | None = None
+    early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
 
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """min/max/avg in seconds and state probabilities (rows, 3) for feature rows X."""
+    def predict(self, X: np.ndarray, early: bool = False) -> dict[str, np.ndarray]:
+        """min/max/avg in seconds, calibrated state probabilities (rows, 3), the state per the
+        operating point and the CRITICAL alarm, for feature rows X (`early`: the regressors
+        before the refit, if there was one)."""
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + predict_booster(b, X) for t, b in self.regressors.items()}
+        regressors = self.early if early and self.early else self.regressors
+        pred = {t: base + predict_booster(b, X) for t, b in regressors.items()}
         proba = predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)
-        return ordered(pred) | {"proba": proba}
+        return decide(ordered(pred) | {"proba": proba}, self.policy)
 
     def gain(self) -> np.ndarray:
         """Total gain of each feature over the four models."""
@@ -215,20 +231,51 @@ def predict_booster(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(X, iteration_range=rng)
 
 
-def shared_matrices(ds: ModelDataset, config: XgbConfig) -> Matrices:
-    """The quantised training (strided) and validation rows every horizon's models share."""
+def shared_matrices(ds: ModelDataset, config: XgbConfig, refit: bool = False) -> Matrices:
+    """The quantised training (strided) and validation rows every horizon's models share;
+    `refit`: training and validation rows (both strided) to learn from, for a refit."""
     tr, va = training_rows(ds, config.train_stride), np.flatnonzero(ds.mask(VAL))
+    if refit:
+        tr = np.concatenate([tr, va[::config.train_stride]])
     return Matrices.build(RowBatches.of_rows(ds.X, tr), RowBatches.of_rows(ds.X, va), config,
                           rows=(tr, va))
 
 
-def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
-                       matrices: Matrices | None = None, progress: Progress | None = None
-                       ) -> HorizonModels:
-    """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val.
+def validation_policy(ds: ModelDataset, h: int, proba: np.ndarray, alarms: AlarmConfig
+                      ) -> HorizonPolicy:
+    """The operating point of horizon h from a model's raw probabilities on the validation rows."""
+    va = ds.mask(VAL)
+    return fit_policy(h, proba, ds.target("state", h)[va].astype(int), ds.line_id[va],
+                      ds.timestamp[va], alarms)
 
-    `matrices` (shared_matrices of ds) may be shared across horizons; labels are taken from
-    the dataset rows they were built from."""
+
+def refit_regressors(ds: ModelDataset, h: int, config: XgbConfig, matrices: Matrices,
+                     best: dict[str, int], progress: Progress | None = None
+                     ) -> dict[str, xgb.Booster]:
+    """Horizon h's regressors again on training + validation rows (`matrices` from
+    shared_matrices(refit=True)), each with the rounds early stopping chose."""
+    tr, va = matrices.rows
+    base = baseline(ds.persistence, fallback_level(ds, h))
+    out = {}
+    for name in REGRESSION_TARGETS:
+        y = ds.target(name, h) - base
+        out[name] = fit_booster(config, REGRESSION_OBJECTIVE, matrices, y[tr], y[va],
+                                rounds=best[name] + 1)
+        advance(progress, note=f"h{h} {name}: refit with {best[name] + 1} trees")
+    return out
+
+
+def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
+                       matrices: Matrices | None = None, progress: Progress | None = None,
+                       alarms: AlarmConfig | None = None, refit: Matrices | None = None
+                       ) -> HorizonModels:
+    """Fit the four XGBoost models of one horizon on the training rows, early-stopped on val;
+    choose the operating point on val; refit the regressors on train + val (when
+    alarms.refit) with the chosen rounds, keeping the early-stopped ones as `early`.
+
+    `matrices` (shared_matrices of ds) and `refit` (shared_matrices(refit=True)) may be shared
+    across horizons; labels are taken from the dataset rows they were built from."""
+    alarms = alarms or AlarmConfig()
     matrices = matrices or shared_matrices(ds, config)
     tr, va = matrices.rows
     fallback = fallback_level(ds, h)
@@ -247,15 +294,30 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
     )
     best["state"] = int(classifier.best_iteration)
     advance(progress, note=f"h{h} state: {best['state'] + 1} trees")
-    return HorizonModels(h, regressors, classifier, fallback, ds.persistence_index,
-                         ds.feature_names, best)
+    models = HorizonModels(h, regressors, classifier, fallback, ds.persistence_index,
+                           ds.feature_names, best)
+    proba = models.predict(ds.X[ds.mask(VAL)])["proba"]  # raw: no policy yet
+    models.policy = validation_policy(ds, h, proba, alarms)
+    if alarms.refit:
+        refit = refit or shared_matrices(ds, config, refit=True)
+        models.early = regressors
+        models.regressors = refit_regressors(ds, h, config, refit, best, progress)
+    return models
+
+
+def model_steps(horizons: int, alarms: AlarmConfig) -> int:
+    """The boosters fit_horizon_models reports per horizon: 4, and 3 more with a refit."""
+    return horizons * (7 if alarms.refit else 4)
 
 
 def fit_xgb_model(ds: ModelDataset, config: XgbConfig, horizons: tuple[int, ...] | None = None,
-                  progress: Progress | None = None) -> "XgbModel":
-    """Every horizon's models, on one pair of quantised matrices (progress: 4 per horizon)."""
+                  progress: Progress | None = None, alarms: AlarmConfig | None = None
+                  ) -> "XgbModel":
+    """Every horizon's models, on one pair of quantised matrices (and one more for a refit)."""
+    alarms = alarms or AlarmConfig()
     matrices = shared_matrices(ds, config)
-    return XgbModel({h: fit_horizon_models(ds, h, config, matrices, progress)
+    refit = shared_matrices(ds, config, refit=True) if alarms.refit else None
+    return XgbModel({h: fit_horizon_models(ds, h, config, matrices, progress, alarms, refit)
                      for h in (horizons or ds.horizons)})
 
 
@@ -269,7 +331,10 @@ class XgbModel:
     def horizons(self) -> tuple[int, ...]:
         return tuple(sorted(self.horizon_models))
 
-    def predict(self, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
-        return self.horizon_models[h].predict(X)
+    def predict(self, X: np.ndarray, h: int, early: bool = False) -> dict[str, np.ndarray]:
+        return self.horizon_models[h].predict(X, early)
+
+    def policy(self, h: int) -> HorizonPolicy | None:
+        return self.horizon_models[h].policy
 
 

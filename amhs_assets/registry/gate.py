@@ -44,8 +44,14 @@ from amhs_assets.registry.tags import (
 KEY_METRICS = (
     ("avg_mae", "avg", lambda r: r.get("mae")),
     ("state_accuracy", "state", lambda r: r.get("accuracy")),
-    ("critical_recall", "state", lambda r: (r.get("recall") or {}).get("CRITICAL")),
+    ("critical_recall", "state",
+     lambda r: r.get("critical_recall", (r.get("recall") or {}).get("CRITICAL"))),
+    ("critical_precision", "state", lambda r: r.get("critical_precision")),
+    ("false_alarms_per_shift", "state", lambda r: r.get("false_alarms_per_shift")),
+    ("lead_time_median_min", "state", lambda r: r.get("lead_time_median_min")),
+    ("brier", "state", lambda r: r.get("brier")),
 )
+LOWER_IS_BETTER = ("mae", "false_alarms", "brier")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class GateConfig:
         ("mean_avg_mae",), "test metrics a challenger must beat the champion on (mean_avg_mae, "
                            "avg_mae_h10, mean_state_accuracy, mean_critical_recall, ...)")
     margin: float = setting(0.01, "relative margin: 0.01 = at least 1 % better on every metric")
+    critical_recall_margin: float = setting(
+        0.05, "a challenger whose CRITICAL recall at its operating point is lower than the "
+              "champion's by more than this (absolute, at any horizon) is not promoted, "
+              "whatever its MAE")
 
 
 @dataclass(frozen=True)
@@ -116,8 +126,8 @@ def persistence_verdicts(summary: pd.DataFrame, candidates: tuple[str, ...]) -> 
 
 
 def lower_is_better(metric: str) -> bool:
-    """MAE-like metrics fall as models improve; accuracy and recall rise."""
-    return "mae" in metric
+    """MAE, false alarms and the Brier score fall as models improve; the others rise."""
+    return any(word in metric for word in LOWER_IS_BETTER)
 
 
 def compare(challenger: dict[str, float], champion: dict[str, float], config: GateConfig
@@ -172,6 +182,21 @@ def comparable_metrics(challenger: VersionRef, champion: VersionRef
         "materialize evaluation_report and registered_model again to compare them")
 
 
+def recall_losses(challenger: dict[str, float], champion: dict[str, float], margin: float
+                  ) -> list[str]:
+    """The horizons where the challenger's CRITICAL recall is below the champion's by more than
+    margin, described (e.g. 'h10 0.41 < 0.62 - 0.05')."""
+    out = []
+    for metric, theirs in sorted(champion.items()):
+        if not metric.startswith("critical_recall_h"):
+            continue
+        mine = challenger.get(metric, math.nan)
+        if _finite(theirs) and _finite(mine) and mine < theirs - margin:
+            out.append(f"{metric.removeprefix('critical_recall_')} {mine:.3f} < "
+                       f"{theirs:.3f} - {margin:g}")
+    return out
+
+
 def _window(ref: VersionRef) -> str:
     start, end, rows = (ref.tags.get(t) for t in WINDOW_TAGS)
     return f"{start}..{end}, {rows} rows"
@@ -208,7 +233,14 @@ def decide(challenger: VersionRef | None, champion: VersionRef | None, feature_v
     baseline, source = comparable_metrics(challenger, champion)
     if baseline is None:
         return Decision(REFUSED, source, **ids)
-    better, rows = compare(metrics_from_tags(challenger.tags, TEST_PREFIX), baseline, config)
+    mine = metrics_from_tags(challenger.tags, TEST_PREFIX)
+    lost = recall_losses(mine, baseline, config.critical_recall_margin)
+    if lost:
+        return Decision(KEPT_CHAMPION, f"challenger lowers CRITICAL recall at its operating point "
+                        f"against champion v{champion.version} ({source}) by more than "
+                        f"{config.critical_recall_margin:g}: {'; '.join(lost)}; not promoted, "
+                        "whatever its MAE", **ids)
+    better, rows = compare(mine, baseline, config)
     verdict = "beats" if better else "does not beat"
     reason = (f"challenger {verdict} champion v{champion.version} ({source}): "
               f"{_describe(rows, config.margin)}")

@@ -29,6 +29,7 @@ from amhs_assets.contract import (
 from amhs_assets.features.compute import online_features
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.ingest.clean import schema_failures, type_columns
+from amhs_assets.models.operating import decide
 from amhs_assets.models.storage import Model, load_model, save_model
 
 INFO_FILE = "predictor.json"
@@ -83,6 +84,8 @@ class AmhsPredictor:
                      "horizons": [int(h) for h in model.horizons], **info}
         self.horizons = tuple(int(h) for h in model.horizons)
         self.lookback = int(self.info["lookback_min"])
+        self._thresholds = {h: None if t is None else round(float(t), 5)
+                            for h, t in self.thresholds().items()}
 
     def features(self, lines: list[LineRows]) -> np.ndarray:
         """The 222 features of each line's latest minute, one row per line."""
@@ -97,10 +100,21 @@ class AmhsPredictor:
     def model_feature_names(self) -> tuple[str, ...]:
         return tuple(self.info["feature_names"])
 
+    def thresholds(self) -> dict[int, float | None]:
+        """The CRITICAL threshold of each horizon's operating point (None: most probable class)."""
+        policy = getattr(self.model, "policy", None)
+        return {h: (p.critical_threshold if callable(policy) and (p := policy(h)) else None)
+                for h in self.horizons}
+
     def predict_lines(self, lines: list[LineRows]) -> list[dict]:
-        """Per line: as_of and, per horizon, min/max/avg (s), state and class probabilities."""
+        """Per line: as_of and, per horizon, min/max/avg (s), the state the operating point
+        decides, the CRITICAL alarm and its threshold, and the class probabilities."""
         X = self.features(lines)
-        per_h = {h: self.model.predict(X, h) for h in self.horizons}
+        thresholds = self._thresholds
+        per_h = {}
+        for h in self.horizons:
+            pred = self.model.predict(X, h)
+            per_h[h] = pred if "state" in pred else decide(pred, None)
         out = []
         for i, rows in enumerate(lines):
             as_of = pd.Timestamp(int(rows.minutes[-1]) * 60, unit="s", tz="UTC")
@@ -109,7 +123,9 @@ class AmhsPredictor:
                 proba = pred["proba"][i]
                 horizons[str(h)] = {
                     **{t: round(float(pred[t][i]), 3) for t in REGRESSION_TARGETS},
-                    "state": STATES[int(np.argmax(proba))],
+                    "state": STATES[int(pred["state"][i])],
+                    "alarm": bool(pred["alarm"][i]),
+                    "threshold": thresholds[h],
                     "proba": {s: round(float(p), 5) for s, p in zip(STATES, proba)},
                 }
             out.append({"line_id": rows.line_id,
@@ -164,7 +180,8 @@ def flatten(predictions: list[dict]) -> pd.DataFrame:
     for p in predictions:
         row = {"line_id": p["line_id"], "as_of": p["as_of"]}
         for h, v in p["horizons"].items():
-            row.update({f"h{h}_{t}": v[t] for t in (*REGRESSION_TARGETS, "state")})
+            row.update({f"h{h}_{t}": v[t] for t in (*REGRESSION_TARGETS, "state", "alarm")})
+            row[f"h{h}_threshold"] = v["threshold"]
             row.update({f"h{h}_proba_{s}": v["proba"][s] for s in STATES})
         rows.append(row)
     return pd.DataFrame(rows)

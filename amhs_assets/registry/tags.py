@@ -92,6 +92,23 @@ def version_tags(*, kind: str, metrics: dict[str, float], window: dict, fingerpr
     return tags
 
 
+ALARM_PREFIX = "alarm_"
+
+
+def operating_point_tags(points: dict[int, dict]) -> dict[str, str]:
+    """Each horizon's operating point (HorizonPolicy.summary()) as tags:
+    alarm_critical_threshold_h10, alarm_warning_threshold_h10, alarm_calibration_h10, and the
+    target it was chosen for (alarm_target, e.g. 'precision>=0.5')."""
+    tags = {}
+    for h, p in sorted(points.items()):
+        tags[f"{ALARM_PREFIX}critical_threshold_h{h}"] = repr(float(p["critical_threshold"]))
+        tags[f"{ALARM_PREFIX}warning_threshold_h{h}"] = repr(float(p["warning_threshold"]))
+        tags[f"{ALARM_PREFIX}calibration_h{h}"] = str(p["calibration"])
+        sign = ">=" if p["target"] == "precision" else "<="
+        tags[f"{ALARM_PREFIX}target"] = f"{p['target']}{sign}{p['target_value']:g}"
+    return tags
+
+
 def train_window_tags(boundaries: list[dict]) -> dict[str, str]:
     """The training window of every line (from the evaluation document's boundaries) as tags:
     per line in JSON (when it fits a tag) and the overall first and last minute."""

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from amhs_assets.notify import Notifier
 from amhs_assets.serve.config import ServeSettings
 from amhs_assets.serve.model_store import ModelStore
 from amhs_assets.serve.prediction_log import PredictionLog
@@ -38,10 +39,12 @@ async def watch_champion(store: ModelStore, interval_s: float) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
-    """Start the prediction log and the champion watcher; flush and stop them on shutdown."""
+    """Start the prediction log, the webhook notifier and the champion watcher; flush and stop
+    them on shutdown."""
     state = app.state
     if state.prediction_log is not None:
         state.prediction_log.start()
+    state.notifier.start()
     watcher = asyncio.create_task(watch_champion(state.store, state.settings.reload_interval_s))
     try:
         yield
@@ -51,6 +54,7 @@ async def lifespan(app: FastAPI):
             await watcher
         if state.prediction_log is not None:
             state.prediction_log.close()
+        await asyncio.to_thread(state.notifier.close)
 
 
 async def request_error(request: Request, exc: RequestError):
@@ -87,6 +91,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         PredictionLog(settings.predictions_dir,
                       on_drop=lambda n: metrics.log_dropped.inc(n))
         if settings.log_predictions else None)
+    app.state.notifier = Notifier(settings.notify, on_result=metrics.notified)
     app.include_router(router)
     app.add_exception_handler(RequestError, request_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

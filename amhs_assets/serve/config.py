@@ -9,6 +9,7 @@ from pathlib import Path
 
 from amhs_assets.config import DEFAULT_DATA_DIR, DataLayout, read_environment
 from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from amhs_assets.notify.config import NotifyConfig
 
 DEFAULT_MAX_ROWS = 20_000  # rows per request: about 160 lines of 120 minutes
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a contract row is about 700 bytes of JSON
@@ -42,11 +43,13 @@ class ServeSettings:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_predictions: bool = True
+    notify: NotifyConfig = NotifyConfig()  # the settings file's notify: section (webhooks)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "ServeSettings":
         """AMHS_DATA_DIR, MLFLOW_TRACKING_URI, AMHS_API_TOKEN, AMHS_RELOAD_INTERVAL_S,
-        AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES, AMHS_LOG_PREDICTIONS (0 turns the log off)."""
+        AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES, AMHS_LOG_PREDICTIONS (0 turns the log off); the
+        webhooks from the AMHS_SETTINGS file's notify: section (the one Dagster reads too)."""
         env = dict(os.environ if env is None else env)
         deployment = read_environment(env)
         return cls(
@@ -57,6 +60,8 @@ class ServeSettings:
             max_rows=int(_float(env, "AMHS_MAX_ROWS", DEFAULT_MAX_ROWS)),
             max_body_bytes=int(_float(env, "AMHS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             log_predictions=env.get("AMHS_LOG_PREDICTIONS", "1").strip() not in ("0", "false", "no"),
+            notify=NotifyConfig.from_values(deployment.settings.get("notify"),
+                                            str(deployment.settings_file or "AMHS_SETTINGS")),
         )
 
     @property

@@ -25,7 +25,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
 
 
 class ServeMetrics:
-    """Request counts and latency, the loaded model version, reloads and the prediction log."""
+    """Request counts and latency, the loaded model version, reloads, the prediction log and the
+    webhook notifications."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -47,6 +48,14 @@ class ServeMetrics:
         self.log_dropped = Counter("amhs_prediction_log_dropped_total",
                                    "predictions not logged because the writer fell behind",
                                    registry=reg)
+        self.notifications = Counter(
+            "amhs_notifications_total", "webhook messages (one per URL) by kind and result: sent, "
+            "failed after every try, dropped because the queue was full", ["kind", "result"],
+            registry=reg)
+
+    def notified(self, kind: str, result: str) -> None:
+        """Count one webhook message's result (called from the sender's thread)."""
+        self.notifications.labels(kind, result).inc()
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""

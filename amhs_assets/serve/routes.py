@@ -94,6 +94,7 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, state.settings.max_body_bytes)
     lines = validate_body(body, state.adapter, state.settings.max_rows, served.predictor.lookback)
     predictions = served.predictor.predict_lines(lines)
+    state.notifier.observe(served.ref, predictions)  # CRITICAL episodes -> webhooks, no waiting
     if state.prediction_log is not None:
         state.prediction_log.append(served.ref, predictions)
     state.metrics.predicted_lines.inc(len(predictions))

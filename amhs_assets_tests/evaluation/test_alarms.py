@@ -6,13 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amhs_assets.evaluation.alarms import (
-    AlarmConfig,
-    alarm_metrics,
-    brier_score,
-    choose_threshold,
-    episode_starts,
-)
+from amhs_assets.evaluation.alarms import alarm_metrics
+from amhs_assets.models.operating import brier_score, episode_starts, precision_threshold
 
 N, W, C = 0, 1, 2
 
@@ -26,19 +21,19 @@ def test_the_threshold_is_the_lowest_that_reaches_the_precision_target():
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
     y = np.array([1, 1, 0, 1, 0, 0, 0], bool)
     # precision at cuts 0.9: 1, 0.8: 1, 0.7: 2/3, 0.6: 3/4, 0.5: 3/5, 0.4: 1/2, 0.3: 3/7
-    assert choose_threshold(p, y, AlarmConfig(min_precision=0.5)) == 0.4
-    assert choose_threshold(p, y, AlarmConfig(min_precision=0.7)) == 0.6
-    assert choose_threshold(p, y, AlarmConfig(min_precision=1.0)) == 0.8
+    assert precision_threshold(p, y, 0.5, 0.5) == 0.4
+    assert precision_threshold(p, y, 0.7, 0.5) == 0.6
+    assert precision_threshold(p, y, 1.0, 0.5) == 0.8
 
 
 def test_ties_are_cut_together_and_unreachable_targets_take_the_most_precise_cut():
     p = np.array([0.9, 0.9, 0.2, 0.2])
     y = np.array([1, 0, 1, 1], bool)
     # cuts: 0.9 -> 1/2, 0.2 -> 3/4: 0.9 is out of reach, the most precise cut wins
-    assert choose_threshold(p, y, AlarmConfig(min_precision=0.9)) == 0.2
-    assert choose_threshold(p, y, AlarmConfig(min_precision=0.5)) == 0.2
-    assert choose_threshold(np.array([0.3, 0.1]), np.array([False, False]),
-                            AlarmConfig(default_threshold=0.42)) == 0.42
+    assert precision_threshold(p, y, 0.9, 0.5) == 0.2
+    assert precision_threshold(p, y, 0.5, 0.5) == 0.2
+    assert precision_threshold(np.array([0.3, 0.1]), np.array([False, False]), 0.5,
+                               0.42) == 0.42
 
 
 def test_episodes_break_at_gaps_and_at_line_changes():

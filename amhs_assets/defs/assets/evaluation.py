@@ -16,7 +16,10 @@ from amhs_assets.evaluation.evaluate import (
     evaluation_document,
     evaluation_records,
     feature_importances,
+    model_thresholds,
+    operating_points,
     predictions_frame,
+    refit_comparison,
     serving_latency_ms,
     summary_table,
 )
@@ -25,6 +28,7 @@ from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.kinds import KIND_NAMES, candidate_models
 from amhs_assets.models.persistence import PersistenceModel
+from amhs_assets.models.splits import VAL
 from amhs_assets.models.xgb import XgbModel
 from amhs_assets.progress import Progress
 from amhs_assets.registry.gate import champion_entry, persistence_verdicts
@@ -63,13 +67,17 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     if registered is None:  # today's behaviour: the best candidate on validation
         champ_rows = predictions[predictions["model"] == best].assign(model="champion")
         predictions = pd.concat([predictions, champ_rows], ignore_index=True)
-    records = evaluation_records(predictions)
+    served = models | ({} if registered is not None else {"champion": candidates[best]})
+    records = evaluation_records(predictions, model_thresholds(served, ds.horizons))
     champion = champion_entry(best, ref, registered is not None, FEATURE_VERSION)
     document = evaluation_document(ds, records, {"name": REGISTERED_MODEL_NAME, **champion})
     document["candidate"] = {"source": best, "validation_avg_mae": val_scores,
                              "serving_latency_ms": latency,
                              "latency_budget_ms": settings.serve_latency_budget_ms}
-    json_path, html_path = write_reports(settings, document, predictions, candidates["xgb"])
+    document["operating_points"] = operating_points(served, ds.horizons)
+    document["refit"] = refit_comparison(candidates, ds)
+    json_path, html_path = write_reports(settings, document, predictions, candidates["xgb"],
+                                         validation_predictions(served, ds))
     summary = summary_table(records)
     context.log.info("\n" + summary.round(3).to_string(index=False))
     mlflow_run = log_evaluation(mlflow, context, document, (json_path, html_path))
@@ -107,14 +115,21 @@ def log_evaluation(mlflow: MlflowTracking, context: dg.AssetExecutionContext, do
         return run.active_run().info.run_id
 
 
+def validation_predictions(models: dict, ds: ModelDataset) -> pd.DataFrame:
+    """The served models' predictions on the validation rows (where the operating points were
+    chosen), for the PR curves and reliability diagrams of the report."""
+    return predictions_frame({name: models[name] for name in ("champion", *KIND_NAMES)
+                              if name in models}, ds, VAL)
+
+
 def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFrame,
-                  xgb: XgbModel) -> tuple[Path, Path]:
+                  xgb: XgbModel, validation: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """evaluation.json and evaluation.html in the reports folder."""
     reports = settings.reports_dir
     EvaluationDocument.model_validate(document)  # the shape other programs read
     json_path = write_json(reports / "evaluation.json", document)
     html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
-                                  timezone=settings.fab_timezone)
+                                  timezone=settings.fab_timezone, validation=validation)
     html_path = reports / "evaluation.html"
     html_path.write_text(html, encoding="utf-8")
     return json_path, html_path

@@ -17,7 +17,7 @@ from amhs_assets.contract import (
 from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.evaluation.evaluate import summary_table
+from amhs_assets.evaluation.evaluate import operating_point, summary_table
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.kinds import candidate_models
 from amhs_assets.registry.gate import candidate_metrics, persistence_verdicts
@@ -34,6 +34,7 @@ from amhs_assets.registry.tags import (
     TAG_REASON,
     code_version,
     data_fingerprint,
+    operating_point_tags,
     train_window_tags,
     trigger_tags,
     version_description,
@@ -79,6 +80,8 @@ def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     fingerprint = data_fingerprint(cleaned_amhs_logs)
     tags = candidate_tags(evaluation_report, kind, fingerprint, context.run_id,
                           dict(context.run.tags))
+    tags |= operating_point_tags({h: p.summary() for h in model.horizons
+                                  if (p := operating_point(model, h)) is not None})
     predictor = AmhsPredictor(model, {
         "feature_names": list(next(iter(xgb.horizon_models.values())).feature_names),
         "kind": kind, "data_fingerprint": fingerprint,

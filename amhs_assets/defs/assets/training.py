@@ -16,8 +16,15 @@ from amhs_assets.features.compute import feature_rows_usable
 from amhs_assets.models.dataset import ModelDataset, build_dataset, split_summary
 from amhs_assets.models.ensemble import EnsembleModel, ensemble_steps, fit_ensemble_model
 from amhs_assets.models.kinds import KINDS
-from amhs_assets.models.unified import UnifiedModel, fit_unified_model
-from amhs_assets.models.xgb import HorizonModels, detect_device, fit_horizon_models, shared_matrices
+from amhs_assets.models.operating import HorizonPolicy
+from amhs_assets.models.unified import UnifiedModel, fit_unified_model, unified_steps
+from amhs_assets.models.xgb import (
+    HorizonModels,
+    detect_device,
+    fit_horizon_models,
+    model_steps,
+    shared_matrices,
+)
 from amhs_assets.progress import Progress
 from amhs_assets.warehouse import read_days, window_days
 
@@ -36,6 +43,24 @@ def log_training(mlflow: MlflowTracking, context: dg.AssetExecutionContext,
     with mlflow.run(context) as run:
         run.log_params(split | params)
         run.log_metrics(metrics)
+
+
+def operating_point_figures(policy: HorizonPolicy | None) -> dict:
+    """Thresholds, calibration and validation Brier scores of one horizon's operating point."""
+    return policy.summary() if policy else {}
+
+
+def policy_table(model) -> pd.DataFrame:
+    """One row per horizon: the model's operating point."""
+    return pd.DataFrame([{"horizon": h, **operating_point_figures(model.policy(h))}
+                         for h in model.horizons])
+
+
+def policy_metrics(points: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """The numeric operating-point figures as MLflow metrics, e.g. unified.h10.critical_threshold."""
+    return {f"{prefix}.h{int(r['horizon'])}.{k}": float(v) for r in points.to_dict("records")
+            for k, v in r.items() if k != "horizon" and isinstance(v, (int, float))
+            and not isinstance(v, bool) and v is not None}
 
 
 def config_params(config, prefix: str) -> dict:
@@ -82,17 +107,21 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """The original V8 design per horizon: XGBoost regressors for MIN/MAX/AVG and a state classifier."""
     # one partition, or (a range in one run: training_job, a single-run backfill) every
     # partition of the run in this step, returned as {partition key: models}
-    config = settings.xgb.pure()
+    config, alarms = settings.xgb.pure(), settings.alarms.pure()
     keys = list(context.partition_keys)
     models, rows = {}, []
     matrices = shared_matrices(model_dataset, config)  # quantised once for every horizon
-    progress = Progress("horizon_models", 4 * len(keys), "models", context.log.info)
+    refit = shared_matrices(model_dataset, config, refit=True) if alarms.refit else None
+    progress = Progress("horizon_models", model_steps(len(keys), alarms), "models",
+                        context.log.info)
     for key in keys:
         started = time.perf_counter()
-        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices, progress)
+        models[key] = fit_horizon_models(model_dataset, int(key), config, matrices, progress,
+                                         alarms, refit)
         trees = {f"trees_{k}": v + 1 for k, v in models[key].best_iterations.items()}
         rows.append({"horizon": int(key), "train_seconds": round(time.perf_counter() - started, 2),
-                     **trees})
+                     **trees, "refit": alarms.refit,
+                     **operating_point_figures(models[key].policy)})
     progress.close()
     table = pd.DataFrame(rows)
     one = len(keys) == 1
@@ -103,8 +132,10 @@ def horizon_models(context: dg.AssetExecutionContext, settings: AmhsSettings,
         **({k: v for k, v in rows[0].items() if k.startswith("trees_")} if one else {}),
         "per_horizon": dg.MetadataValue.md(markdown_table(table)),
     })
-    log_training(mlflow, context, settings, config_params(config, "xgb"),
-                 {f"h{r['horizon']}.{k}": v for r in rows for k, v in r.items() if k != "horizon"})
+    log_training(mlflow, context, settings,
+                 config_params(config, "xgb") | config_params(alarms, "alarms"),
+                 {f"h{r['horizon']}.{k}": float(v) for r in rows for k, v in r.items()
+                  if k != "horizon" and isinstance(v, (int, float)) and v is not None})
 
 
 @dg.asset(group_name=GROUP, kinds={"xgboost", "mlflow"}, pool=TRAINING_POOL)
@@ -113,14 +144,19 @@ def unified_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                   ) -> Iterator[dg.Output[UnifiedModel]]:
     """One XGBoost model for every horizon: rows stacked per horizon, the horizon an input."""
     started = time.perf_counter()
-    config = settings.xgb.pure()
-    with Progress("unified_model", 4, "models", context.log.info) as progress:
-        model = fit_unified_model(model_dataset, config, progress=progress)
+    config, alarms = settings.xgb.pure(), settings.alarms.pure()
+    with Progress("unified_model", unified_steps(alarms), "models", context.log.info) as progress:
+        model = fit_unified_model(model_dataset, config, progress=progress, alarms=alarms)
     seconds = round(time.perf_counter() - started, 2)
+    points = policy_table(model)
     yield dg.Output(model, metadata={
-        "horizons_seen": str(list(model.horizons_seen)), "train_seconds": seconds})
-    log_training(mlflow, context, settings, config_params(config, "xgb"),
-                 {"unified.train_seconds": seconds})
+        "horizons_seen": str(list(model.horizons_seen)), "train_seconds": seconds,
+        "refit": alarms.refit,
+        **{f"trees_{k}": int(b.best_iteration) + 1 for k, b in model.regressors.items()},
+        "operating_points": dg.MetadataValue.md(markdown_table(points))})
+    log_training(mlflow, context, settings,
+                 config_params(config, "xgb") | config_params(alarms, "alarms"),
+                 {"unified.train_seconds": seconds, **policy_metrics(points, "unified")})
 
 
 @dg.asset(group_name=GROUP, kinds={"xgboost", "sklearn", "mlflow"},
@@ -133,17 +169,20 @@ def ensemble_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """A blend of XGBoost, HistGradientBoosting and an MLP, weights chosen on validation only."""
     started = time.perf_counter()
     xgb_models = {int(k): v for k, v in horizon_models.items()}
-    config = settings.ensemble.pure()
+    config, alarms = settings.ensemble.pure(), settings.alarms.pure()
     with Progress("ensemble_model", ensemble_steps(model_dataset), "steps",
                   context.log.info) as progress:
-        model = fit_ensemble_model(model_dataset, xgb_models, config, progress)
+        model = fit_ensemble_model(model_dataset, xgb_models, config, progress, alarms)
     seconds = round(time.perf_counter() - started, 2)
     weights = pd.DataFrame([{"horizon": h, "target": t, **dict(zip(("xgb", "hgb", "mlp"), w))}
                             for (h, t), w in sorted(model.weights.items())])
+    points = policy_table(model)
     yield dg.Output(model, metadata={
         "train_seconds": seconds,
         "member_features": len(model.columns),
         "blend_weights": dg.MetadataValue.md(markdown_table(weights)),
+        "operating_points": dg.MetadataValue.md(markdown_table(points)),
     })
-    log_training(mlflow, context, settings, config_params(config, "ensemble"),
-                 {"ensemble.train_seconds": seconds})
+    log_training(mlflow, context, settings,
+                 config_params(config, "ensemble") | config_params(alarms, "alarms"),
+                 {"ensemble.train_seconds": seconds, **policy_metrics(points, "ensemble")})
