@@ -8,8 +8,10 @@ Two outputs are explained per horizon, each as its *margin* (the raw score befor
 - `avg`: the avg regressor's output, the predicted change of the avg transfer time from the
   persistence `baseline` in seconds (avg forecast = baseline + margin, before min <= avg <= max).
 
-Contributions plus the bias equal the margin (TreeSHAP is exact; XGBoost sums in float32, so
-within 1e-3), over the same trees the prediction uses (0 .. best_iteration). The ensemble is
+Contributions plus the bias equal the margin the prediction uses (TreeSHAP is exact), over the
+same trees (0 .. best_iteration); the margin reported is that sum, which equals the booster's
+own margin within 1e-3 (XGBoost sums in float32; the tests and the benchmark check it), so no
+second prediction is made. The ensemble is
 explained through its XGBoost member: the blend with the scikit-learn members has no exact
 per-column decomposition, so an ensemble's explanation says `"model": "ensemble: xgb member"`.
 
@@ -71,7 +73,7 @@ class Contributions:
     columns: tuple[str, ...]
     values: np.ndarray  # (rows, columns)
     bias: np.ndarray  # (rows,)
-    margin: np.ndarray  # (rows,) the model's own margin, computed apart from the contributions
+    margin: np.ndarray  # (rows,) values.sum(axis=1) + bias: the model's margin
     baseline: np.ndarray | None = None  # (rows,) persistence level added to the avg margin
 
 
@@ -113,21 +115,36 @@ def iteration_range(booster: xgb.Booster) -> tuple[int, int]:
     return (0, best + 1) if best is not None else (0, 0)
 
 
-def _booster_contributions(booster: xgb.Booster, dm: xgb.DMatrix, X: np.ndarray,
-                           matrix: np.ndarray, cls: int | None) -> tuple[np.ndarray, ...]:
-    """Rolled-up contributions, bias and margin of one booster (one class of a classifier)."""
-    rng = iteration_range(booster)
-    contribs = booster.predict(dm, pred_contribs=True, iteration_range=rng)
-    margin = booster.inplace_predict(X, predict_type="margin", iteration_range=rng)
+def _booster_contributions(booster: xgb.Booster, dm: xgb.DMatrix, matrix: np.ndarray,
+                           cls: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rolled-up contributions and bias of one booster (one class of a classifier)."""
+    contribs = booster.predict(dm, pred_contribs=True, iteration_range=iteration_range(booster))
     if cls is not None:
-        contribs, margin = contribs[:, cls, :], margin.reshape(len(X), -1)[:, cls]
+        contribs = contribs[:, cls, :]
     contribs = contribs.astype(np.float64)
-    return contribs[:, :-1] @ matrix, contribs[:, -1], margin.astype(np.float64)
+    return contribs[:, :-1] @ matrix, contribs[:, -1]
 
 
 def contributions(model, X: np.ndarray, h: int) -> dict[str, Contributions]:
     """Per output (CRITICAL margin, avg margin): every row's signed contribution per raw column."""
     return _contributions(_explained(model, X, h))
+
+
+def margins(model, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
+    """The boosters' own margins of the explained outputs at horizon h (a second prediction,
+    to check the contributions against)."""
+    part = _explained(model, X, h)
+    out = {}
+    for name, booster, cls in _outputs(part):
+        margin = booster.inplace_predict(part.X, predict_type="margin",
+                                         iteration_range=iteration_range(booster))
+        out[name] = (margin if cls is None else margin.reshape(len(X), -1)[:, cls]).astype(float)
+    return out
+
+
+def _outputs(part: _Explained) -> tuple[tuple[str, xgb.Booster, int | None], ...]:
+    """Each explained output: its name, booster and class (None for a regressor)."""
+    return ((CRITICAL, part.classifier, STATES.index(CRITICAL)), ("avg", part.avg, None))
 
 
 def _contributions(part: _Explained) -> dict[str, Contributions]:
@@ -137,10 +154,9 @@ def _contributions(part: _Explained) -> dict[str, Contributions]:
     columns, matrix = rollup(part.feature_names)
     dm = xgb.DMatrix(part.X, missing=np.nan)
     out = {}
-    for name, booster, cls in ((CRITICAL, part.classifier, STATES.index(CRITICAL)),
-                               ("avg", part.avg, None)):
-        values, bias, margin = _booster_contributions(booster, dm, part.X, matrix, cls)
-        out[name] = Contributions(columns, values, bias, margin,
+    for name, booster, cls in _outputs(part):
+        values, bias = _booster_contributions(booster, dm, matrix, cls)
+        out[name] = Contributions(columns, values, bias, values.sum(axis=1) + bias,
                                   part.baseline if name == "avg" else None)
     return out
 
