@@ -39,7 +39,8 @@ def build_definitions(settings: AmhsSettings, tracking: MlflowTracking) -> dg.De
                    schedules.monitoring_schedule(settings)],
         sensors=[sensors.raw_data_sensor(settings), sensors.ingested_data_sensor(settings),
                  sensors.retraining_trigger_sensor(settings),
-                 sensors.monitoring_after_promotion_sensor(settings)],
+                 sensors.monitoring_after_promotion_sensor(settings),
+                 sensors.run_failure_sensor(settings)],
         executor=default_executor(),
         resources={"settings": settings, "mlflow": tracking, "io_manager": AmhsIOManager(
             base_dir=shared_values_dir(settings), warehouse_dir=str(settings.layout.warehouse),

@@ -58,7 +58,8 @@ def test_jobs_sensors_and_schedules_carry_their_documented_names():
     assert {j.name for j in defs.jobs} == {"ingest_job", "training_job", "promotion_job",
                                            "monitoring_job"}
     assert {s.name for s in defs.sensors} == {"raw_data_sensor", "retraining_trigger_sensor",
-                                              "monitoring_after_promotion_sensor", "ingested_data_sensor"}
+                                              "monitoring_after_promotion_sensor", "ingested_data_sensor",
+                                              "run_failure_sensor"}
     assert {s.name for s in defs.schedules} == {"retraining_schedule", "promotion_schedule",
                                                 "monitoring_schedule"}
     assert {"settings", "mlflow", "io_manager"} <= set(defs.resources)

@@ -35,6 +35,7 @@ from amhs_assets.models.splits import SplitConfig
 from amhs_assets.models.xgb import XgbConfig
 from amhs_assets.monitoring.drift_calibration import DriftConfig
 from amhs_assets.monitoring.performance import PerformanceConfig
+from amhs_assets.notify.config import NotifyConfig
 from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.store import connect, ensure_experiment, exclusive_lock
 
@@ -83,9 +84,10 @@ DriftSettings = config_section(DriftConfig)
 GateSettings = config_section(GateConfig)
 PerformanceSettings = config_section(PerformanceConfig)
 AlarmSettings = config_section(AlarmConfig)
+NotifySettings = config_section(NotifyConfig)
 SECTIONS = {"splits": SplitSettings, "xgb": XgbSettings, "ensemble": EnsembleSettings,
             "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings,
-            "alarms": AlarmSettings}
+            "alarms": AlarmSettings, "notify": NotifySettings}
 
 
 class AmhsSettings(dg.ConfigurableResource):
@@ -138,6 +140,9 @@ class AmhsSettings(dg.ConfigurableResource):
                                              description="performance_monitor and its check")
     alarms: AlarmSettings = Field(default_factory=AlarmSettings,
                                   description="operating points, calibration and the refit")
+    notify: NotifySettings = Field(default_factory=NotifySettings,
+                                   description="webhooks told of CRITICAL episodes (the API), "
+                                               "drift and degradation episodes and failed runs")
 
     @classmethod
     def from_values(cls, values: dict) -> AmhsSettings:

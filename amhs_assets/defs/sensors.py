@@ -3,8 +3,9 @@
   per state of the folder (the logic lives in ingest.watch);
 - ingested_data_sensor: a burst's backfill done -> one training_job run;
 - retraining_trigger_sensor: a drift or degradation episode -> one training_job run per episode
-  (monitoring.triggers);
-- monitoring_after_promotion_sensor: a promotion_job -> one monitoring_job run.
+  (monitoring.triggers), and a webhook message when an episode starts and when it ends;
+- monitoring_after_promotion_sensor: a promotion_job -> one monitoring_job run;
+- run_failure_sensor: a failed run of any job here -> a webhook message.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ from amhs_assets.ingest.days import INDEX_FILE, affected_days, update_stored_ind
 from amhs_assets.ingest.watch import WatchState, decide, partitions_to_refresh
 from amhs_assets.monitoring.triggers import (
     SOURCES,
-    Report,
+    Change,
     Source,
     TriggerState,
     adopt,
-    advance,
     combine,
+    episodes,
+    launch_for,
 )
+from amhs_assets.notify import messages
+from amhs_assets.notify.config import NotifyConfig
+from amhs_assets.notify.sender import send_now
 
 RAW_ASSET = dg.AssetKey("raw_amhs_logs")
 
@@ -148,29 +153,45 @@ def ingested_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
     return _sensor
 
 
-def _report(source: Source, record) -> Report:
-    """A materialization record of a source's asset as a Report."""
-    metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-    return source.report(record.storage_id, metadata)
-
-
-def _reports(instance: dg.DagsterInstance, source: Source, after: int) -> list[Report]:
-    """A source's materializations after a storage id, oldest first."""
-    records = instance.fetch_materializations(
+def _records(instance: dg.DagsterInstance, source: Source, after: int) -> list:
+    """A source's materialization records after a storage id, oldest first."""
+    return list(instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(source.asset), after_storage_id=after),
-        limit=1000, ascending=True).records
-    return [_report(source, r) for r in records]
+        limit=1000, ascending=True).records)
 
 
-def _latest_report(instance: dg.DagsterInstance, source: Source) -> Report | None:
-    """A source's latest materialization, or None (never materialized, or no such asset)."""
+def _metadata(record) -> dict:
+    """A materialization's metadata as plain values."""
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def _latest_report(instance: dg.DagsterInstance, source: Source):
+    """A source's latest materialization as a Report, or None (never materialized, or no such
+    asset)."""
     records = instance.fetch_materializations(dg.AssetKey(source.asset), limit=1).records
-    return _report(source, records[0]) if records else None
+    return source.report(records[0].storage_id, _metadata(records[0])) if records else None
+
+
+NOTIFY_KINDS = {"drift": "drift", "performance": "degradation"}  # source -> message kind
+NOTIFY_WAIT_S = 15.0  # a tick waits this long at most for its webhooks (ticks time out at 60 s)
+
+
+def episode_message(source: Source, change: Change, record, config: NotifyConfig) -> dict:
+    """The webhook message of an episode that a materialization started or ended."""
+    plain = {k: v for k, v in _metadata(record).items()
+             if v is None or isinstance(v, (str, int, float, bool))}
+    run_id = record.run_id or None
+    return messages.monitoring_episode(
+        NOTIFY_KINDS[source.name], change.started, change.report.reason, record.storage_id,
+        run_id, config.run_url(run_id) if run_id else None, plain)
 
 
 def retraining_trigger_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
     """training_job once per drift episode of drift_report and once per degradation episode of
-    performance_monitor (when that asset exists), with the reason in the run's tags."""
+    performance_monitor (when that asset exists), with the reason in the run's tags; the
+    webhooks of notify.drift_webhooks and notify.degradation_webhooks hear of each episode's
+    start and end."""
+    config = settings.notify.pure()  # a wrong URL stops the code location from loading
 
     @dg.sensor(name="retraining_trigger_sensor", job=training_job,
                minimum_interval_seconds=settings.sensor_interval_s,
@@ -178,19 +199,28 @@ def retraining_trigger_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
                description="Reads new drift_report (drift_detected) and performance_monitor "
                            "(degraded) materializations: the first flagged report of an episode "
                            "launches training_job, tagged amhs/trigger and amhs/trigger_reason; "
-                           "the episode ends with the next clean report.")
+                           "the episode ends with the next clean report. The start and the end "
+                           "of each episode are posted to the notify webhooks.")
     def _sensor(context: dg.SensorEvaluationContext):
         state = TriggerState.loads(context.cursor)
-        launches = []
+        launches, notes = [], []
         for source in SOURCES:
             if source.name not in state.sources:
                 state.sources[source.name] = adopt(_latest_report(context.instance, source))
                 continue
-            reports = _reports(context.instance, source, state.sources[source.name].after)
-            state.sources[source.name], launch = advance(source.name,
-                                                         state.sources[source.name], reports)
+            records = _records(context.instance, source, state.sources[source.name].after)
+            by_id = {r.storage_id: r for r in records}
+            state.sources[source.name], changes = episodes(
+                state.sources[source.name],
+                [source.report(r.storage_id, _metadata(r)) for r in records])
+            launch = launch_for(source.name, changes)
             launches += [launch] if launch else []
+            notes += [(NOTIFY_KINDS[source.name], episode_message(
+                source, c, by_id[c.report.storage_id], config)) for c in changes]
         context.update_cursor(state.dumps())
+        if notes and (missed := send_now(config, notes, NOTIFY_WAIT_S)):
+            context.log.warning(f"{missed} drift or degradation webhook message(s) not delivered "
+                                "(see the log of amhs_assets.notify.sender)")
         launch = combine(launches)
         if launch is None:
             return dg.SkipReason("no new drift or degradation episode")
@@ -226,5 +256,46 @@ def monitoring_after_promotion_sensor(settings: AmhsSettings) -> dg.SensorDefini
             return dg.SkipReason("monitoring already ran after the latest promotion_job")
         return dg.RunRequest(run_key=f"promotion-{gate}", tags=reason_tags(
             "promotion", "monitoring refreshed after the promotion gate"))
+
+    return _sensor
+
+
+RUN_TAG_PREFIXES = ("amhs/", "dagster/partition", "dagster/asset_partition_range",
+                    "dagster/backfill", "dagster/sensor_name", "dagster/schedule_name")
+
+
+def _root_error(event) -> str:
+    """The innermost error of a step failure event, as 'Class: message'."""
+    error = event.event_specific_data.error if event.event_specific_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip()[:messages.MAX_ERROR_CHARS] \
+        if error is not None else "unknown error"
+
+
+def run_failure_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
+    """Every failed run of a job of this code location -> one run_failure message to the
+    webhooks of notify.run_failure_webhooks."""
+    config = settings.notify.pure()
+
+    @dg.run_failure_sensor(name="run_failure_sensor",
+                           minimum_interval_seconds=settings.sensor_interval_s,
+                           default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="Posts each failed run of this code location (job, run "
+                                       "id and link, the failed steps and their errors) to the "
+                                       "notify.run_failure_webhooks; nothing when none is set.")
+    def _sensor(context: dg.RunFailureSensorContext):
+        if not config.run_failure_webhooks:
+            return dg.SkipReason("no notify.run_failure_webhooks")
+        run = context.dagster_run
+        steps = [{"step": e.step_key, "error": _root_error(e)}
+                 for e in context.get_step_failure_events()]
+        tags = {k: v for k, v in run.tags.items() if k.startswith(RUN_TAG_PREFIXES)}
+        message = messages.run_failure(run.job_name, run.run_id, config.run_url(run.run_id),
+                                       context.failure_event.message or "", steps, tags)
+        if missed := send_now(config, [("run_failure", message)], NOTIFY_WAIT_S):
+            context.log.warning(f"the failure of run {run.run_id} was not delivered to {missed} "
+                                "webhook(s) (see the log of amhs_assets.notify.sender)")
+        return None
 
     return _sensor

@@ -5,6 +5,7 @@ starts with a flagged report while none is open and ends with the next report th
 a report that could not tell (not enough data) changes nothing. Each episode launches one
 training run, keyed by the report that started it; the cursor remembers the last report read
 and whether an episode is open, so a second flagged report of the same episode launches nothing.
+The starts and ends of episodes (`episodes`) are also what the webhooks are told.
 """
 
 from __future__ import annotations
@@ -67,19 +68,43 @@ def adopt(latest: Report | None) -> SourceState:
     return SourceState(latest.storage_id, flagged, latest.storage_id if flagged else None)
 
 
-def advance(source: str, state: SourceState, reports: list[Report]
-            ) -> tuple[SourceState, Launch | None]:
-    """Read a source's new reports in order; a launch if at least one episode started."""
+@dataclass(frozen=True)
+class Change:
+    """An episode of a source that a report started (started=True) or ended."""
+
+    started: bool
+    report: Report
+
+
+def episodes(state: SourceState, reports: list[Report]) -> tuple[SourceState, list[Change]]:
+    """Read a source's new reports in order: the state after them, and the episodes they
+    started or ended, in order."""
     after, is_open, since = state.after, state.open, state.since
-    launch = None
+    changes = []
     for report in sorted(reports, key=lambda r: r.storage_id):
         after = max(after, report.storage_id)
         if report.flag is True and not is_open:
             is_open, since = True, report.storage_id
-            launch = Launch(source, report.reason[:MAX_REASON_CHARS], f"{source}-{since}")
-        elif report.flag is False:
+            changes.append(Change(True, report))
+        elif report.flag is False and is_open:
             is_open, since = False, None
-    return SourceState(after, is_open, since), launch
+            changes.append(Change(False, report))
+    return SourceState(after, is_open, since), changes
+
+
+def launch_for(source: str, changes: list[Change]) -> Launch | None:
+    """The training run of a source's changes: keyed by the last episode that started."""
+    starts = [c.report for c in changes if c.started]
+    if not starts:
+        return None
+    return Launch(source, starts[-1].reason[:MAX_REASON_CHARS], f"{source}-{starts[-1].storage_id}")
+
+
+def advance(source: str, state: SourceState, reports: list[Report]
+            ) -> tuple[SourceState, Launch | None]:
+    """Read a source's new reports in order; a launch if at least one episode started."""
+    state, changes = episodes(state, reports)
+    return state, launch_for(source, changes)
 
 
 def combine(launches: list[Launch]) -> Launch | None:

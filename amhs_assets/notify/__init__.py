@@ -11,6 +11,6 @@ degradation episode and per failed run (the Dagster sensors). Pure: no Dagster h
 from amhs_assets.notify.config import KINDS, NotifyConfig
 from amhs_assets.notify.episodes import CriticalEpisodes
 from amhs_assets.notify.notifier import Notifier
-from amhs_assets.notify.sender import WebhookSender
+from amhs_assets.notify.sender import WebhookSender, send_now
 
-__all__ = ["KINDS", "CriticalEpisodes", "Notifier", "NotifyConfig", "WebhookSender"]
+__all__ = ["KINDS", "CriticalEpisodes", "Notifier", "NotifyConfig", "WebhookSender", "send_now"]

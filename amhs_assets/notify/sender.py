@@ -157,3 +157,18 @@ class WebhookSender:
             if answer.status_code in RETRIED_STATUSES:
                 answer.raise_for_status()
             raise Refused(f"{answer.status_code} {answer.reason}")
+
+
+def send_now(config: NotifyConfig, messages: list[tuple[str, Mapping]], wait_s: float) -> int:
+    """Messages of a short-lived caller (a sensor tick), delivered by their own thread that the
+    caller waits on for at most wait_s seconds. Returns how many (one per URL) were not
+    delivered by then: failed, dropped or still being tried."""
+    wanted = sum(len(config.webhooks(kind)) for kind, _ in messages)
+    if not wanted:
+        return 0
+    sender = WebhookSender(config)
+    for kind, message in messages:
+        sender.send(kind, message)
+    sender.start()
+    sender.close(wait_s)
+    return wanted - sender.count(result="sent")
