@@ -2,8 +2,8 @@
 Dagster. The asset gathers the inputs; `render_dashboard` returns the page and its chart count.
 
 Sections: verdict, forecast status per line (traffic lights that carry a shape and a word, not
-colour alone), live performance against the evaluated level, predicted vs actual over the
-last day, drift, model versions, data quality. Laid out for a 1366 px laptop screen without
+colour alone, and, when given, why: the raw columns that pushed CRITICAL most), live
+performance against the evaluated level, predicted vs actual over the last day, drift, model versions, data quality. Laid out for a 1366 px laptop screen without
 sideways scrolling; times on the fab's clock.
 """
 
@@ -27,6 +27,7 @@ LIGHTS = {  # state -> (shape, background, text colour)
 }
 ERROR_DAYS = 7  # days of hourly error shown
 EVENTS_SHOWN = 8
+WHY_SHOWN = 3  # raw columns named per forecast
 
 CSS = """
 *{box-sizing:border-box}body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
@@ -40,7 +41,7 @@ margin:1.4em 0 .5em;font-size:1.2em}.muted{color:#555;font-size:.9em}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top;overflow-wrap:anywhere}
 th{background:#eef3f8}td.name,th.name{text-align:left}
 .light{display:inline-block;min-width:8.5em;padding:3px 8px;border-radius:12px;font-weight:700;
-text-align:left;border:1px solid #333}.fig small{color:#555}
+text-align:left;border:1px solid #333}.fig small{color:#555}.why{color:#333;font-size:12px}
 .verdict{padding:8px 12px;border-radius:6px;font-weight:600;border-left:8px solid}
 .ok{background:#e6f3fa;border-color:#0072B2}.bad{background:#fbe9df;border-color:#D55E00}
 .unknown{background:#f1f1f1;border-color:#666}.note{background:#fff8e1;border-left:4px solid #E69F00;
@@ -54,7 +55,8 @@ RESIZE = ("<script>window.addEventListener('load',function(){document.querySelec
 HOW_TO_READ = """<ul class="muted">
 <li><b>Forecast per line</b>: the state the newest forecast expects over the next 10/15/25 minutes
 (● NORMAL, ▲ WARNING: max ≥ 300 s, ■ CRITICAL: max ≥ 600 s or a major alarm), with the predicted
-MIN/MAX/AVG transfer time.</li>
+MIN/MAX/AVG transfer time; <i>why</i>: the three raw columns that pushed that forecast's CRITICAL
+score most (↑ towards CRITICAL, ↓ away from it; hover for the contributions).</li>
 <li><b>Live performance</b>: forecasts scored once their minutes have passed. The check fails when
 the live avg MAE over the window is worse than the version's evaluated MAE by more than the
 margin; that starts one retraining per episode.</li>
@@ -81,6 +83,10 @@ class DashboardInputs:
     undated_quarantined: int = 0
     timezone: str = "UTC"
     margin: float = 0.25
+    # predictions in the API's shape with explanations asked for ({"line_id", "as_of",
+    # "horizons": {"10": {..., "explain": models.explain.explain's row}}}): each shown beside
+    # the forecast of the same line and minute
+    explanations: list[dict] | None = None
 
 
 def quarantined_per_day(rows_csv: Path, tz: str) -> tuple[pd.DataFrame, int]:
@@ -118,8 +124,30 @@ def _light(state: str) -> str:
             f'title="{esc(state)}">{shape} {esc(state)}</span>')
 
 
-def status_board(latest: list[dict], tz: str) -> str:
-    """One row per line: each horizon's predicted state with MIN/MAX/AVG, and the forecast time."""
+def why(explained: dict | None, top: int = WHY_SHOWN) -> str:
+    """The raw columns that pushed a forecast's CRITICAL score most, as arrows and names (the
+    contributions in the hover text), or nothing without an explanation."""
+    pushes = ((explained or {}).get("CRITICAL") or {}).get("top") or []
+    if not pushes:
+        return ""
+    words = " · ".join(f"{esc(p['column'])} {'↑' if p['contribution'] > 0 else '↓'}"
+                       for p in pushes[:top])
+    hover = "; ".join(f"{p['column']} {p['contribution']:+.2f}" for p in pushes[:top])
+    return f'<br><small class="why" title="CRITICAL score: {esc(hover)}">why: {words}</small>'
+
+
+def _explained_now(row: dict, explanations: list[dict] | None) -> dict:
+    """Per horizon, the explanation of this line's forecast at its minute ({} if none)."""
+    for answer in explanations or ():
+        if (answer.get("line_id") == row["line_id"]
+                and pd.Timestamp(answer.get("as_of")) == pd.Timestamp(row["as_of"])):
+            return {str(h): f.get("explain") for h, f in (answer.get("horizons") or {}).items()}
+    return {}
+
+
+def status_board(latest: list[dict], tz: str, explanations: list[dict] | None = None) -> str:
+    """One row per line: each horizon's predicted state with MIN/MAX/AVG (and why, when
+    explanations are given), and the forecast time."""
     if not latest:
         return note("No forecast yet: neither the API's log nor a backtest produced one.")
     horizons = sorted({int(h) for row in latest for h in row["horizons"]})
@@ -129,13 +157,15 @@ def status_board(latest: list[dict], tz: str) -> str:
     body = []
     for row in latest:
         cells = [f'<td class="name"><b>{esc(row["line_id"])}</b></td>']
+        explained = _explained_now(row, explanations)
         for h in horizons:
             f = row["horizons"].get(str(h))
             if f is None:
                 cells.append("<td class='name'>—</td>")
                 continue
             figures = f"avg {f['avg']:.0f} s · min {f['min']:.0f} · max {f['max']:.0f}"
-            cells.append(f"<td class='name'>{_light(f['state'])}<br><small>{figures}</small></td>")
+            cells.append(f"<td class='name'>{_light(f['state'])}<br><small>{figures}</small>"
+                         f"{why(explained.get(str(h)))}</td>")
         cells.append(f"<td class='name'>{local_time(row['as_of'], tz)}</td>")
         source = "API log" if row["source"] == "api" else "backtest"
         cells.append(f"<td class='name'>{source}, {esc(_version(row['model_version']))}</td>")
@@ -262,7 +292,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
     drift_line = _drift_line(inputs.drift, tz)
     body = [
         header(inputs),
-        "<h2>Forecast per line, now</h2>", status_board(doc.get("latest", []), tz),
+        "<h2>Forecast per line, now</h2>", status_board(doc.get("latest", []), tz, inputs.explanations),
         f"<h2>Live performance (last {_fmt(doc.get('window', {}).get('hours'), 'g')} h of known "
         "outcomes)</h2>", performance_table(doc, inputs.margin),
         f"<div class='card'>{error}</div>",

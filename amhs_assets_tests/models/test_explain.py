@@ -12,6 +12,7 @@ import xgboost as xgb
 
 from amhs_assets.contract import RAW_COLUMNS, STATES
 from amhs_assets.dashboard.figures import explanation_figure
+from amhs_assets.dashboard.page import status_board
 from amhs_assets.features.spec import FEATURE_NAMES
 from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.ensemble import EnsembleConfig, fit_ensemble_model
@@ -182,3 +183,15 @@ def test_the_global_summary_draws_one_bar_per_horizon_and_output(trained):
     assert all(len(trace.y) == 6 for trace in fig.data)
     assert "comm_errors" in fig.data[0].y
     assert explanation_figure(summary.iloc[:0]) is None
+
+
+def test_the_dashboard_reads_the_answer_explain_gives(trained):
+    ds, models = trained
+    X = ds.X[ds.mask(VAL)]
+    hot = X[np.nan_to_num(X[:, FEATURE_NAMES.index(DRIVES_STATE)]) > 1.5][:1]
+    as_of = "2026-03-01T01:15:00Z"
+    answer = {"line_id": "A", "as_of": as_of,
+              "horizons": {"10": {"explain": explain(models["xgb"], hot, 10)[0]}}}
+    latest = [{"line_id": "A", "as_of": as_of, "model_version": "1", "source": "api",
+               "horizons": {"10": {"min": 1.0, "max": 2.0, "avg": 1.5, "state": "CRITICAL"}}}]
+    assert "why: comm_errors ↑ · " in status_board(latest, "UTC", [answer])
