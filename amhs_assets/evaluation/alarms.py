@@ -4,8 +4,10 @@ episode. Numpy only; the operating points themselves are chosen in models/operat
 
 A row is one line and minute; its label at horizon h says whether the coming h minutes hold a
 CRITICAL minute. An *alarm* is P(CRITICAL) >= threshold. Consecutive alarm minutes of a line
-form one alarm episode (what an operator sees as one page); consecutive CRITICAL labels of a
-line form one CRITICAL episode, whose event starts h minutes after its first labelled minute
+form one alarm episode (what an operator sees as one page); a run of alarm minutes with no
+CRITICAL label is a false alarm episode (unless it is at most h minutes long and runs straight
+into a CRITICAL label: an early alarm); consecutive CRITICAL labels of a line form one
+CRITICAL episode, whose event starts h minutes after its first labelled minute
 (the first minute whose window reaches it).
 """
 
@@ -18,6 +20,7 @@ from amhs_assets.models.operating import (
     SHIFT_MIN,
     episode_ids,
     episode_starts,
+    false_alarm_episodes,
     sort_rows,
 )
 
@@ -39,14 +42,12 @@ def alarm_metrics(p_critical: np.ndarray, state: np.ndarray, line_id: np.ndarray
            "critical_precision": hits / n_alarm if n_alarm else None,
            "critical_recall": hits / n_critical if n_critical else None}
 
-    # alarm episodes with no CRITICAL label in them are false alarms
+    # runs of alarm minutes with no CRITICAL label are false alarms (early ones forgiven)
+    shifts = labelled.sum() / SHIFT_MIN
+    false = false_alarm_episodes(alarm & labelled, critical, line, ts, horizon)
+    out["false_alarms_per_shift"] = float(false / shifts) if shifts else None
     a_starts = episode_starts(alarm, line, ts)
     a_ids = episode_ids(alarm, a_starts)
-    n_episodes = int(a_starts.sum())
-    true_episode = np.zeros(n_episodes, bool)
-    true_episode[a_ids[alarm & critical]] = True
-    shifts = labelled.sum() / SHIFT_MIN
-    out["false_alarms_per_shift"] = float((~true_episode).sum() / shifts) if shifts else None
 
     # each CRITICAL episode: its event starts `horizon` minutes after its first labelled
     # minute; the first alarm of the alarm episode that reaches into it gives the lead time

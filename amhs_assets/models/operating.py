@@ -10,7 +10,8 @@ states), and written as JSON (no pickles). Numpy and scikit-learn only.
 The state follows the operating points: CRITICAL when P(CRITICAL) reaches its threshold, else
 WARNING when P(WARNING) reaches its threshold, else NORMAL. A row's label at horizon h says
 whether the coming h minutes hold a CRITICAL (WARNING) minute; an *alarm* is P(CRITICAL) at or
-above the threshold, and consecutive alarm minutes of a line form one alarm episode.
+above the threshold, consecutive alarm minutes of a line form one alarm episode, and
+consecutive alarm minutes none of which is labelled CRITICAL form one false alarm episode.
 """
 
 from __future__ import annotations
@@ -90,13 +91,23 @@ def sort_rows(line_id: np.ndarray, timestamp: np.ndarray) -> tuple[np.ndarray, n
 
 
 def false_alarm_episodes(alarm: np.ndarray, positive: np.ndarray, line: np.ndarray,
-                         minutes: np.ndarray) -> int:
-    """Alarm episodes (rows sorted by line and time) that hold no positive label."""
-    starts = episode_starts(alarm, line, minutes)
-    ids = episode_ids(alarm, starts)
-    true_episode = np.zeros(int(starts.sum()), bool)
-    true_episode[ids[alarm & positive]] = True
-    return int((~true_episode).sum())
+                         minutes: np.ndarray, lead_allowance: int = 0) -> int:
+    """False alarm episodes (rows sorted by line and time): runs of consecutive alarm minutes
+    of a line none of which is labelled positive, except a run of at most `lead_allowance`
+    minutes that runs straight into a positive one (an early alarm of that episode). An alarm
+    that outlasts its CRITICAL window counts once more, and one that never stops counts once
+    per gap between windows: alarming all the time is not one cheap episode."""
+    false = np.asarray(alarm, bool) & ~np.asarray(positive, bool)
+    starts = episode_starts(false, line, minutes)
+    if not lead_allowance:
+        return int(starts.sum())
+    ids = episode_ids(false, starts)
+    length = np.bincount(ids[false], minlength=int(starts.sum()))
+    same_next = np.r_[(line[1:] == line[:-1]) & (np.diff(minutes) == 1), False]
+    ends = false & ~(np.r_[false[1:], False] & same_next)
+    lead_in = ends & np.r_[positive[1:], False] & same_next
+    forgiven = length[ids[lead_in]] <= lead_allowance
+    return int(starts.sum() - forgiven.sum())
 
 
 def brier_score(proba: np.ndarray, state: np.ndarray) -> float | None:
@@ -131,27 +142,29 @@ def precision_threshold(p: np.ndarray, positive: np.ndarray, min_precision: floa
 
 
 def budget_threshold(p: np.ndarray, positive: np.ndarray, line: np.ndarray, minutes: np.ndarray,
-                     budget_per_shift: float, default: float) -> float:
+                     budget_per_shift: float, default: float, horizon: int = 0) -> float:
     """The lowest threshold (of GRID quantiles of p) with at most budget_per_shift false alarm
-    episodes per line per shift on these rows (sorted by line and time)."""
+    episodes per line per shift on these rows (sorted by line and time; an alarm up to
+    `horizon` minutes before a positive label is early, not false)."""
     if not positive.any():
         return float(default)
     p = np.nan_to_num(p, nan=-1.0)
     shifts = len(p) / SHIFT_MIN
     candidates = np.unique(np.quantile(p[p >= 0], np.linspace(0, 1, GRID)))
     for t in candidates:  # ascending: the first within budget gives the most recall
-        if false_alarm_episodes(p >= t, positive, line, minutes) <= budget_per_shift * shifts:
+        if false_alarm_episodes(p >= t, positive, line, minutes, horizon) \
+                <= budget_per_shift * shifts:
             return float(t)
     return float(candidates[-1] + EPS)
 
 
 def choose_threshold(p: np.ndarray, positive: np.ndarray, line: np.ndarray, minutes: np.ndarray,
-                     config: AlarmConfig) -> float:
+                     config: AlarmConfig, horizon: int = 0) -> float:
     """The threshold the configured target chooses (rows sorted by line and time)."""
     p, positive = np.asarray(p, float), np.asarray(positive, bool)
     if config.target == "false_alarm_budget":
         return budget_threshold(p, positive, line, minutes, config.false_alarms_per_shift,
-                                config.default_threshold)
+                                config.default_threshold, horizon)
     return precision_threshold(p, positive, config.min_precision, config.default_threshold)
 
 
@@ -287,7 +300,7 @@ def fit_policy(h: int, proba: np.ndarray, state: np.ndarray, line_id: np.ndarray
     thresholds = {}
     for k in (CRITICAL, WARNING):
         p = np.where(labelled, calibrated[:, k], np.nan)
-        thresholds[k] = choose_threshold(p, state == k, line, minutes, config)
+        thresholds[k] = choose_threshold(p, state == k, line, minutes, config, int(h))
     target_value = (config.false_alarms_per_shift if config.target == "false_alarm_budget"
                     else config.min_precision)
     return HorizonPolicy(int(h), thresholds[CRITICAL], thresholds[WARNING], calibration,
