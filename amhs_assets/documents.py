@@ -122,6 +122,12 @@ class Metrics(_Open):
 
 class WindowMetrics(Metrics):
     rows: float = Field(ge=0)
+    # the live CRITICAL alarms (a forecast of CRITICAL at the version's operating point)
+    critical_precision: Optional[float] = None
+    false_alarms_per_shift: Optional[float] = None
+    lead_time_median_min: Optional[float] = None
+    caught_5min_share: Optional[float] = None
+    critical_episodes: Optional[int] = None
 
 
 # --- a forecast: the API's answer and performance.json's latest forecasts share these ------------

@@ -209,6 +209,32 @@ def performance_table(doc: dict, margin: float) -> str:
             "</span></p></div>")
 
 
+def alarm_table(doc: dict) -> str:
+    """Per horizon: the served version's CRITICAL alarms over the window as operators lived
+    them (precision, recall, false alarm episodes per line per 12-hour shift, median lead time,
+    share of CRITICAL episodes alarmed 5 minutes ahead)."""
+    window = doc.get("window_metrics", {})
+    if not window:
+        return note("No forecast has a known outcome yet.")
+    rows = []
+    for h in sorted(window, key=int):
+        w = window[h]
+        rows.append("<tr>" + "".join([
+            f'<td class="name">next {h} min</td>',
+            f"<td>{_fmt(w.get('critical_precision'), '.1%')}</td>",
+            f"<td>{_fmt(w.get('critical_recall'), '.1%')}</td>",
+            f"<td>{_fmt(w.get('false_alarms_per_shift'), '.2f')}</td>",
+            f"<td>{_fmt(w.get('lead_time_median_min'), '.0f')}</td>",
+            f"<td>{_fmt(w.get('caught_5min_share'), '.1%')}</td>",
+            f"<td>{_fmt(w.get('critical_episodes'), '.0f')}</td>"]) + "</tr>")
+    head = ("<tr><th class='name'>horizon</th><th>precision</th><th>recall</th>"
+            "<th>false alarms / line / shift</th><th>median lead time (min)</th>"
+            "<th>caught ≥ 5 min ahead</th><th>CRITICAL episodes</th></tr>")
+    return (f'<div class="card" id="alarms"><table>{head}{"".join(rows)}</table>'
+            '<p class="muted">an alarm is a CRITICAL forecast at the version\'s operating point; '
+            "a false alarm is a run of alarm minutes with no CRITICAL outcome</p></div>")
+
+
 def verdict_banner(doc: dict, tz: str) -> str:
     """The degradation verdict in words, with a symbol as well as a colour."""
     reason = esc(doc.get("degradation_reason", ""))
@@ -295,6 +321,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
         "<h2>Forecast per line, now</h2>", status_board(doc.get("latest", []), tz, inputs.explanations),
         f"<h2>Live performance (last {_fmt(doc.get('window', {}).get('hours'), 'g')} h of known "
         "outcomes)</h2>", performance_table(doc, inputs.margin),
+        "<h2>CRITICAL alarms (same window)</h2>", alarm_table(doc),
         f"<div class='card'>{error}</div>",
         "<h2>Predicted vs actual transfer time, last 24 h</h2>", f"<div class='card'>{predicted}</div>",
         "<h2>Drift</h2>", drift_line,

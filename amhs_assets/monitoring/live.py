@@ -139,7 +139,8 @@ def backtest_predictions(cleaned: pd.DataFrame, model: Forecaster, version: str,
         pred = model.predict(X, h)
         parts.append(keys.assign(horizon=int(h), model_version=str(version), source=BACKTEST,
                                  **{f"pred_{t}": np.asarray(pred[t], float) for t in REGRESSION_TARGETS},
-                                 pred_state=pred["proba"].argmax(axis=1),
+                                 pred_state=pred["state"] if "state" in pred
+                                 else pred["proba"].argmax(axis=1),
                                  **{f"proba_{s}": pred["proba"][:, i] for i, s in enumerate(STATES)}))
     return pd.concat(parts, ignore_index=True).reindex(columns=list(PREDICTION_COLUMNS))
 

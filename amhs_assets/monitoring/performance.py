@@ -18,6 +18,7 @@ import pandas as pd
 
 from amhs_assets.config import setting
 from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.evaluation.alarms import alarm_metrics
 from amhs_assets.evaluation.metrics import macro_f1
 from amhs_assets.monitoring.live import known
 
@@ -113,8 +114,9 @@ def levels_from_records(records: list[dict], model: str) -> dict[int, dict[str, 
         if r["target"] in REGRESSION_TARGETS:
             level[f"mae_{r['target']}"] = _float(r.get("mae"))
         else:
+            recall = r.get("critical_recall", (r.get("recall") or {}).get("CRITICAL"))
             level |= {"accuracy": _float(r.get("accuracy")), "macro_f1": _float(r.get("macro_f1")),
-                      "critical_recall": _float((r.get("recall") or {}).get("CRITICAL"))}
+                      "critical_recall": _float(recall)}
     return out
 
 
@@ -330,12 +332,34 @@ def _round(value) -> float | None:
     return None if math.isnan(value) else round(value, 4)
 
 
+ALARM_FIGURES = ("critical_precision", "false_alarms_per_shift", "lead_time_median_min",
+                 "caught_5min_share", "critical_episodes")
+
+
+def live_alarm_figures(rows: pd.DataFrame) -> dict[int, dict]:
+    """Per horizon, the alarms as operators lived them over these rows (an alarm is a forecast
+    of CRITICAL: the state follows the served version's operating point): precision, false
+    alarm episodes per line per shift, median lead time and the share caught 5 minutes ahead."""
+    rows = rows[known(rows)]
+    out = {}
+    for h, part in rows.groupby("horizon"):
+        figures = alarm_metrics((part["pred_state"] == CRITICAL).to_numpy(float),
+                                part["actual_state"].to_numpy(), part["line_id"].to_numpy(),
+                                part["timestamp"].to_numpy(), int(h), 0.5)
+        out[int(h)] = {k: figures[k] for k in ALARM_FIGURES}
+    return out
+
+
 def window_metrics(scored: pd.DataFrame, window: dict) -> dict:
-    """Every metric per horizon over the verdict's window (all lines, versions and sources)."""
+    """Every metric per horizon over the verdict's window (all lines, versions and sources),
+    with the live alarm figures."""
     if not window.get("start"):
         return {}
-    table = group_metrics(scored[scored["timestamp"] > pd.Timestamp(window["start"])], ["horizon"])
-    return {str(int(r["horizon"])): {k: float(r[k]) for k in ("rows", *METRICS)}
+    rows = scored[scored["timestamp"] > pd.Timestamp(window["start"])]
+    table = group_metrics(rows, ["horizon"])
+    alarms = live_alarm_figures(rows)
+    return {str(int(r["horizon"])): {**{k: float(r[k]) for k in ("rows", *METRICS)},
+                                     **alarms.get(int(r["horizon"]), {})}
             for _, r in table.iterrows()}
 
 

@@ -238,7 +238,13 @@ def test_the_document_validates_and_the_page_draws_what_it_has(tmp_path):
     assert doc["latest"][0]["as_of"] == "2026-03-01T01:15:00+00:00"
     assert doc["latest"][0]["horizons"]["10"]["state"] == "NORMAL"
     assert doc["window_metrics"]["10"]["critical_recall"] == 1.0
+    # alarms at 00:40 (CRITICAL followed: caught, event 10 min later) and 01:05 (WARNING: false)
+    live = doc["window_metrics"]["10"]
+    assert live["critical_precision"] == 0.5 and live["lead_time_median_min"] == 10.0
+    assert live["false_alarms_per_shift"] == pytest.approx(1 / (5 / 720))  # 5 scored minutes
     page, charts = render_dashboard(DashboardInputs(doc, scored, periods, timezone=TZ))
+    alarms = page.split('id="alarms"', 1)[1].split("</table>", 1)[0]
+    assert "<td>50.0%</td><td>100.0%</td><td>144.00</td><td>10</td>" in alarms
     assert charts == 2  # live error, predicted vs actual; no drift, versions or quarantine yet
     assert page.count('class="plotly-graph-div"') == 2
     assert not re.search(r"<script[^>]*\bsrc=", page)  # plotly.js inlined, nothing fetched
