@@ -28,6 +28,7 @@ from amhs_assets.ingest.watch import WatchState, decide, partitions_to_refresh
 from amhs_assets.monitoring.triggers import (
     SOURCES,
     Change,
+    Report,
     Source,
     TriggerState,
     adopt,
@@ -165,7 +166,7 @@ def _metadata(record) -> dict:
     return {k: v.value for k, v in record.asset_materialization.metadata.items()}
 
 
-def _latest_report(instance: dg.DagsterInstance, source: Source):
+def _latest_report(instance: dg.DagsterInstance, source: Source) -> Report | None:
     """A source's latest materialization as a Report, or None (never materialized, or no such
     asset)."""
     records = instance.fetch_materializations(dg.AssetKey(source.asset), limit=1).records
@@ -203,7 +204,7 @@ def retraining_trigger_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
                            "of each episode are posted to the notify webhooks.")
     def _sensor(context: dg.SensorEvaluationContext):
         state = TriggerState.loads(context.cursor)
-        launches, notes = [], []
+        launches, posts = [], []
         for source in SOURCES:
             if source.name not in state.sources:
                 state.sources[source.name] = adopt(_latest_report(context.instance, source))
@@ -215,10 +216,10 @@ def retraining_trigger_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
                 [source.report(r.storage_id, _metadata(r)) for r in records])
             launch = launch_for(source.name, changes)
             launches += [launch] if launch else []
-            notes += [(NOTIFY_KINDS[source.name], episode_message(
+            posts += [(NOTIFY_KINDS[source.name], episode_message(
                 source, c, by_id[c.report.storage_id], config)) for c in changes]
         context.update_cursor(state.dumps())
-        if notes and (missed := send_now(config, notes, NOTIFY_WAIT_S)):
+        if posts and (missed := send_now(config, posts, NOTIFY_WAIT_S)):
             context.log.warning(f"{missed} drift or degradation webhook message(s) not delivered "
                                 "(see the log of amhs_assets.notify.sender)")
         launch = combine(launches)

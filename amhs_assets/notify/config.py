@@ -11,6 +11,9 @@ from amhs_assets.config import setting
 
 KINDS = ("critical", "drift", "degradation", "run_failure")
 URL_FIELDS = tuple(f"{kind}_webhooks" for kind in KINDS)
+NUMBERS = (("timeout_s", 0, True), ("backoff_s", 0, False),  # (field, lowest, lowest excluded)
+           ("attempts", 1, False), ("clear_after", 1, False), ("queue_size", 1, False))
+WHOLE = ("attempts", "clear_after", "queue_size")
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,14 @@ class NotifyConfig:
                 check_url(url, f"notify.{name}")
         if self.dagster_url:
             check_url(self.dagster_url, "notify.dagster_url")
-        for name, low in (("timeout_s", 0), ("backoff_s", 0), ("attempts", 1),
-                          ("clear_after", 1), ("queue_size", 1)):
+        for name, low, strict in NUMBERS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low \
-                    or (name == "timeout_s" and value == 0):
-                raise ValueError(f"notify.{name}={value!r}: expected a number "
-                                 f"{'> 0' if name == 'timeout_s' else f'>= {low}'}")
+            kinds = int if name in WHOLE else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) \
+                    or value < low or (strict and value == low):
+                raise ValueError(f"notify.{name}={value!r}: expected a "
+                                 f"{'whole ' if name in WHOLE else ''}number "
+                                 f"{'>' if strict else '>='} {low}")
 
     def webhooks(self, kind: str) -> tuple[str, ...]:
         """The URLs of one kind of message (see KINDS)."""

@@ -141,11 +141,9 @@ class WebhookSender:
             retrying(self._post, url, message)
         except Exception as error:  # noqa: BLE001 - counted and logged, the thread goes on
             self._count(kind, "failed")
-            log.warning("webhook %s message %s of line %s to %s failed after %d tr%s: %s",
+            log.warning("webhook %s message %s of line %s to %s failed after %d tries: %s",
                         kind, message.get("event"), message.get("line_id", "-"), redacted(url),
-                        retrying.statistics.get("attempt_number", 1),
-                        "y" if retrying.statistics.get("attempt_number", 1) == 1 else "ies",
-                        error)
+                        retrying.statistics.get("attempt_number", 1), error)
         else:
             self._count(kind, "sent")
 

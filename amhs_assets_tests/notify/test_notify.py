@@ -128,7 +128,9 @@ def test_settings_name_the_field_that_is_wrong():
         NotifyConfig(critical_webhooks="http://x")
     with pytest.raises(ValueError, match=r"s.yaml: unknown field\(s\) \['notify.hooks'\]"):
         NotifyConfig.from_values({"hooks": []}, "s.yaml")
-    with pytest.raises(ValueError, match="notify.attempts=0: expected a number >= 1"):
+    with pytest.raises(ValueError, match="notify.attempts=0: expected a whole number >= 1"):
         NotifyConfig.from_values({"attempts": 0})
+    with pytest.raises(ValueError, match="notify.timeout_s=0: expected a number > 0"):
+        NotifyConfig(timeout_s=0)
     assert NotifyConfig.from_values({"critical_webhooks": ["https://chat/x"]}).webhooks(
         "critical") == ("https://chat/x",)
