@@ -11,9 +11,9 @@ Two outputs are explained per horizon, each as its *margin* (the raw score befor
 Contributions plus the bias equal the margin the prediction uses (TreeSHAP is exact), over the
 same trees (0 .. best_iteration); the margin reported is that sum, which equals the booster's
 own margin within 1e-3 (XGBoost sums in float32; the tests and the benchmark check it), so no
-second prediction is made. The ensemble is
-explained through its XGBoost member: the blend with the scikit-learn members has no exact
-per-column decomposition, so an ensemble's explanation says `"model": "ensemble: xgb member"`.
+second prediction is made. The ensemble is explained through its XGBoost member: the blend
+with the scikit-learn members has no exact per-column decomposition, so an ensemble's
+explanation says `"model": "ensemble: xgb member"`.
 
 Nothing here runs unless asked: the default prediction path (`model.predict`) is untouched.
 """
@@ -49,7 +49,8 @@ def rollup(feature_names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]
     maps feature contributions onto them: a feature of one column gives it all, a derived ratio
     splits equally over its source columns, calendar features go to `timestamp` and the unified
     model's horizon input to `horizon`. Every row sums to 1, so no contribution is lost."""
-    sources = dict(zip(feature_catalog()["name"], feature_catalog()["source_columns"]))
+    catalog = feature_catalog()
+    sources = dict(zip(catalog["name"], catalog["source_columns"]))
     sources[HORIZON_FEATURE] = HORIZON_COLUMN
     unknown = [f for f in feature_names if f not in sources]
     if unknown:
@@ -196,7 +197,8 @@ def explain(model, X: np.ndarray, h: int, top: int = TOP) -> list[dict]:
       "CRITICAL": {"margin", "bias", "top": [{"column", "contribution", "text"}], "other"},
       "avg": {"margin", "bias", "baseline", "top": [...], "other"}}`
     with `top` sorted by |contribution| (zero ones left out) and, per output,
-    sum(top contributions) + other + bias == margin within 1e-3."""
+    sum(top contributions) + other + bias == margin (up to the rounding to 5 decimals), the
+    margin being the booster's own within 1e-3."""
     part = _explained(model, X, h)
     parts = _contributions(part)
     per_output = {name: _json_rows(name, parts[name], top) for name in OUTPUTS}
