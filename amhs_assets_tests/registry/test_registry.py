@@ -43,9 +43,12 @@ WINDOW = {"start": "2026-02-05T00:00:00+00:00", "end": "2026-02-05T23:59:00+00:0
 
 
 def tags_for(mae: float, window: dict = WINDOW, features: str = FV, passed: bool = True,
-             recall: float = 0.5, baseline: tuple[str, dict] | None = None) -> dict[str, str]:
+             recall: float = 0.5, baseline: tuple[str, dict] | None = None,
+             recall_h25: float | None = None) -> dict[str, str]:
     """Version tags with a given mean avg MAE, as registered_model writes them."""
-    metrics = {"mean_avg_mae": mae, "avg_mae_h10": mae * 0.8, "mean_critical_recall": recall}
+    metrics = {"mean_avg_mae": mae, "avg_mae_h10": mae * 0.8, "mean_critical_recall": recall,
+               "critical_recall_h10": recall,
+               "critical_recall_h25": recall if recall_h25 is None else recall_h25}
     return version_tags(kind="xgb", metrics=metrics, window=window, fingerprint="f" * 16,
                         feature_version=features, code_version="abc", dagster_run_id="run-1",
                         checks={"xgb_beats_persistence": passed}, baseline=baseline)
@@ -92,6 +95,17 @@ def test_gate_metrics_are_configurable_and_recall_must_rise():
     assert worse_recall.outcome == KEPT_CHAMPION
     both = decide(VersionRef("3", tags_for(20.0, recall=0.6)), champion, FV, config)
     assert both.outcome == PROMOTED
+
+
+def test_a_challenger_that_loses_critical_recall_is_not_promoted_whatever_its_mae():
+    champion = VersionRef("1", tags_for(30.0, recall=0.6))
+    better_mae = VersionRef("2", tags_for(20.0, recall=0.6, recall_h25=0.5))  # h25: -0.10
+    decision = decide(better_mae, champion, FV, GateConfig(critical_recall_margin=0.05))
+    assert decision.outcome == KEPT_CHAMPION
+    assert "lowers CRITICAL recall" in decision.reason and "h25 0.500 < 0.600 - 0.05" in decision.reason
+    within = VersionRef("3", tags_for(20.0, recall=0.6, recall_h25=0.56))  # -0.04: allowed
+    assert decide(within, champion, FV, GateConfig(critical_recall_margin=0.05)).promote
+    assert decide(better_mae, champion, FV, GateConfig(critical_recall_margin=0.2)).promote
 
 
 def test_gate_decides_a_challenger_once_and_refuses_stale_features():
