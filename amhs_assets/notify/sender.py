@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+import orjson
 import requests
 import tenacity
 
@@ -150,7 +151,10 @@ class WebhookSender:
     def _post(self, url: str, message: Mapping) -> None:
         """One try: a 2xx answer or an exception."""
         timeout = self.config.timeout_s
-        answer = self.session.post(url, json=message, timeout=(timeout, timeout))
+        body = orjson.dumps(message, default=str,  # NaN becomes null: strict JSON for any receiver
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        answer = self.session.post(url, data=body, timeout=(timeout, timeout),
+                                   headers={"Content-Type": "application/json"})
         if answer.status_code >= 300:
             if answer.status_code in RETRIED_STATUSES:
                 answer.raise_for_status()

@@ -73,13 +73,13 @@ def test_the_alarm_key_wins_over_the_state_which_is_the_fallback_without_it():
     assert episodes.observe(MODEL, [forecast("A", 1, True)]) == []  # an older minute: ignored
 
 
-def test_a_receiver_answering_500_twice_then_200_gets_the_message_once_after_backoff():
+def test_a_receiver_answering_500_twice_then_200_gets_the_strict_json_once_after_backoff():
     with receiving(statuses=(500, 503)) as receiver:
         with WebhookSender(NotifyConfig(drift_webhooks=(receiver.url,), attempts=3,
                                         backoff_s=0.1)) as sender:
-            sender.send("drift", {"kind": "drift", "event": "detected"})
+            sender.send("drift", {"kind": "drift", "event": "detected", "share": float("nan")})
         got = receiver.wait_for(1)
-    assert got == [{"kind": "drift", "event": "detected"}]
+    assert got == [{"kind": "drift", "event": "detected", "share": None}]  # strict JSON
     first, second, third = receiver.tries
     assert second - first >= 0.09 and third - second >= 0.19  # 0.1 s, then doubled
     assert (sender.count("drift", "sent"), sender.count("drift", "failed")) == (1, 0)
