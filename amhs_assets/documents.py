@@ -154,6 +154,11 @@ class HorizonForecast(BaseModel):
         None, description="the version's CRITICAL threshold at this horizon (null: a version "
                           "without operating points, where the most probable class wins)")
     proba: StateProba
+    explain: Optional[dict[str, Any]] = Field(
+        None, description="only when asked (?explain=true or the body's explain): per output "
+                          "(CRITICAL margin, avg change), the margin, bias and the raw columns "
+                          "that pushed it most, with signed contributions; top + other + bias "
+                          "= margin")
 
 
 class LineForecast(BaseModel):

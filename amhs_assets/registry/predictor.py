@@ -29,6 +29,7 @@ from amhs_assets.contract import (
 from amhs_assets.features.compute import online_features
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.ingest.clean import schema_failures, type_columns
+from amhs_assets.models.explain import explain as explain_rows
 from amhs_assets.models.operating import decide
 from amhs_assets.models.storage import Model, load_model, save_model
 
@@ -106,9 +107,11 @@ class AmhsPredictor:
         return {h: (p.critical_threshold if callable(policy) and (p := policy(h)) else None)
                 for h in self.horizons}
 
-    def predict_lines(self, lines: list[LineRows]) -> list[dict]:
+    def predict_lines(self, lines: list[LineRows], explain: bool = False) -> list[dict]:
         """Per line: as_of and, per horizon, min/max/avg (s), the state the operating point
-        decides, the CRITICAL alarm and its threshold, and the class probabilities."""
+        decides, the CRITICAL alarm and its threshold, and the class probabilities; with
+        `explain`, also the raw columns that pushed the forecast most (models/explain.py),
+        computed only then."""
         X = self.features(lines)
         thresholds = self._thresholds
         per_h = {}
@@ -130,6 +133,10 @@ class AmhsPredictor:
                 }
             out.append({"line_id": rows.line_id,
                         "as_of": as_of.strftime("%Y-%m-%dT%H:%M:%SZ"), "horizons": horizons})
+        if explain:
+            for h in self.horizons:
+                for line, why in zip(out, explain_rows(self.model, X, h)):
+                    line["horizons"][str(h)]["explain"] = why
         return out
 
     def predict_frame(self, raw: pd.DataFrame) -> pd.DataFrame:

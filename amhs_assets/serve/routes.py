@@ -20,7 +20,7 @@ from amhs_assets.serve.schemas import (
     PredictResponse,
     ReloadResult,
 )
-from amhs_assets.serve.validation import RequestError, validate_body
+from amhs_assets.serve.validation import RequestError, validate_request
 
 JSON = "application/json"
 router = APIRouter()
@@ -80,7 +80,25 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
-    JSON: {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}}
+    JSON: {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
+    "parameters": [{"name": "explain", "in": "query", "required": False,
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "also return per line and horizon the raw columns that "
+                                   "pushed the forecast most (`explain`)"}]}
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A boolean query parameter (?explain=true); absent is false, a word not understood is a
+    400 naming it."""
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.strip().lower() in TRUE_WORDS:
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise RequestError(400, f"query parameter {name}={value!r}: expected true or false")
 
 
 @router.post("/v1/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY,
@@ -92,8 +110,10 @@ async def predict(request: Request) -> Response:
     if served is None:
         return no_model(request)
     body = await read_body(request, state.settings.max_body_bytes)
-    lines = validate_body(body, state.adapter, state.settings.max_rows, served.predictor.lookback)
-    predictions = served.predictor.predict_lines(lines)
+    lines, explain = validate_request(body, state.adapter, state.settings.max_rows,
+                                      served.predictor.lookback)
+    explain = explain or query_flag(request, "explain")
+    predictions = served.predictor.predict_lines(lines, explain=explain)
     state.notifier.observe(served.ref, predictions)  # CRITICAL episodes -> webhooks, no waiting
     if state.prediction_log is not None:
         state.prediction_log.append(served.ref, predictions)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from amhs_assets.contract import (
     COLUMNS,
@@ -67,7 +67,10 @@ def request_adapter(max_rows: int) -> TypeAdapter:
     rows = Annotated[list[row_model()], Field(  # type: ignore[misc]
         min_length=1, max_length=max_rows, fail_fast=True,
         description="rows of one or more lines, at least the model's lookback per line, any order")]
-    body = TypedDict(REQUEST_TITLE, {"rows": rows})  # type: ignore[misc]
+    explain = NotRequired[Annotated[bool, Strict(), Field(
+        description="also return, per line and horizon, the raw columns that pushed the "
+                    "forecast most (`explain`); the same as the query `?explain=true`")]]
+    body = TypedDict(REQUEST_TITLE, {"rows": rows, "explain": explain})  # type: ignore[misc]
     body.__pydantic_config__ = ConfigDict(title=REQUEST_TITLE)  # type: ignore[attr-defined]
     return TypeAdapter(body)
 

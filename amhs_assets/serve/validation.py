@@ -128,12 +128,17 @@ def _from_pydantic(exc: ValidationError, body: bytes, max_rows: int) -> RequestE
     return rejected(422, items, len(errors))
 
 
-def parse_rows(body: bytes, adapter: TypeAdapter, max_rows: int) -> list[dict]:
-    """Rows of a body, typed and range-checked by pydantic, or a RequestError."""
+def parse_request(body: bytes, adapter: TypeAdapter, max_rows: int) -> dict:
+    """A body, its rows typed and range-checked by pydantic, or a RequestError."""
     try:
-        return adapter.validate_json(body)["rows"]
+        return adapter.validate_json(body)
     except ValidationError as exc:
         raise _from_pydantic(exc, body, max_rows) from None
+
+
+def parse_rows(body: bytes, adapter: TypeAdapter, max_rows: int) -> list[dict]:
+    """Rows of a body, typed and range-checked by pydantic, or a RequestError."""
+    return parse_request(body, adapter, max_rows)["rows"]
 
 
 # --- pass 2: numpy --------------------------------------------------------------------------
@@ -247,4 +252,12 @@ def check_history(lines: list[LineRows], lookback: int) -> None:
 def validate_body(body: bytes, adapter: TypeAdapter, max_rows: int, lookback: int
                   ) -> list[LineRows]:
     """A request body to lines ready for AmhsPredictor.predict_lines, or a RequestError."""
-    return to_lines(parse_rows(body, adapter, max_rows), lookback)
+    return validate_request(body, adapter, max_rows, lookback)[0]
+
+
+def validate_request(body: bytes, adapter: TypeAdapter, max_rows: int, lookback: int
+                     ) -> tuple[list[LineRows], bool]:
+    """A request body to lines ready for AmhsPredictor.predict_lines and whether it asks for
+    explanations (its `explain` field), or a RequestError."""
+    request = parse_request(body, adapter, max_rows)
+    return to_lines(request["rows"], lookback), bool(request.get("explain", False))

@@ -16,7 +16,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from amhs_assets.contract import COLUMNS, HORIZONS, LOOKBACK_MIN, STATES
+from amhs_assets.contract import COLUMNS, HORIZONS, LOOKBACK_MIN, RAW_COLUMNS, STATES
+from amhs_assets.models.explain import margins as explain_margins
+from amhs_assets.registry.predictor import lines_from_frame
 from amhs_assets.serve.schemas import ModelInfo, PredictResponse
 from amhs_assets_tests.support import rows, serving, tiny_champion
 
@@ -75,10 +77,40 @@ def test_predict_answers_in_the_spec_shape_for_every_line_and_horizon(client):
         assert set(p) == {"line_id", "as_of", "horizons"} and p["as_of"] == latest
         assert set(p["horizons"]) == {str(h) for h in HORIZONS}
         for h in p["horizons"].values():
-            assert set(h) == {"min", "max", "avg", "state", "proba"}
+            assert set(h) == {"min", "max", "avg", "state", "alarm", "threshold", "proba"}
             assert h["min"] <= h["avg"] <= h["max"]
             assert set(h["proba"]) == set(STATES) and h["state"] in STATES
             assert sum(h["proba"].values()) == pytest.approx(1, abs=1e-3)
+            # the state follows the version's operating point, not the most probable class
+            assert 0 < h["threshold"] < 1
+            assert h["alarm"] == (h["proba"]["CRITICAL"] >= h["threshold"] - 1e-5)
+            assert (h["state"] == "CRITICAL") == h["alarm"]
+
+
+def test_explanations_name_raw_columns_and_add_up_to_the_models_margin(client):
+    plain = client.post("/v1/predict", json=body(rows())).json()
+    by_query = client.post("/v1/predict?explain=true", json=body(rows())).json()
+    by_body = client.post("/v1/predict", json={**body(rows()), "explain": True}).json()
+    assert by_query["predictions"] == by_body["predictions"]
+    assert all("explain" not in h for p in plain["predictions"] for h in p["horizons"].values())
+    predictor = tiny_champion().predictor
+    X = predictor.features(lines_from_frame(pd.DataFrame(list(rows()))))
+    known = {c for c in RAW_COLUMNS} | {"timestamp", "horizon"}
+    for i, p in enumerate(by_query["predictions"]):
+        for h, answer in p["horizons"].items():
+            plain_h = plain["predictions"][i]["horizons"][h]
+            assert {k: v for k, v in answer.items() if k != "explain"} == plain_h
+            margins = explain_margins(predictor.model, X[i:i + 1], int(h))
+            for output in ("CRITICAL", "avg"):
+                why = answer["explain"][output]
+                assert {e["column"] for e in why["top"]} <= known and why["top"]
+                sizes = [abs(e["contribution"]) for e in why["top"]]
+                assert sizes == sorted(sizes, reverse=True)
+                total = sum(e["contribution"] for e in why["top"]) + why["other"] + why["bias"]
+                assert total == pytest.approx(why["margin"], abs=1e-3)
+                assert why["margin"] == pytest.approx(float(margins[output][0]), abs=1e-3)
+    refused = client.post("/v1/predict?explain=maybe", json=body(rows()))
+    assert_rejected(refused, 400, "explain='maybe'")
 
 
 def test_api_answers_what_the_mlflow_pyfunc_answers_for_shuffled_rows_and_offsets(client):
