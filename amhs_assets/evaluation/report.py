@@ -20,6 +20,7 @@ from amhs_assets.contract import (
     STATES,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.dashboard.figures import explanation_figure
 from amhs_assets.evaluation.alarm_report import (
     alarm_table,
     operating_point_table,
@@ -39,7 +40,9 @@ SECTION_TITLES: dict[str, str] = {
     "importance": "Feature importance", "alarms": "CRITICAL alarms at the operating points",
     "pr": "Precision-recall of P(CRITICAL), test window",
     "reliability": "Calibration: reliability of P(CRITICAL)",
-    "refit": "Refit on training + validation rows", "howto": "How to read this report"}
+    "refit": "Refit on training + validation rows",
+    "explain": "What moves the forecasts (the champion's explanations, test window)",
+    "howto": "How to read this report"}
 MAX_LINES_IN_DAY_PLOT = 20
 TOP_FEATURES = 20
 BAR_LABELS = {"mae": "MAE < {v:g} s", "r2": "R² > {v:g}", "accuracy": "accuracy > {v:.0%}"}
@@ -373,6 +376,9 @@ CRITICAL episode it caught. The ★ on each PR curve is the operating point.</li
 calibrated model lies on the diagonal. The Brier score (0 best) is in the alarm table.</li>
 <li><b>Refit</b>: the served regressors are refitted on training + validation rows with the number of
 rounds early stopping chose; the table compares their test MAE with the early-stopped ones.</li>
+<li><b>What moves the forecasts</b>: the champion's exact per-forecast contributions (TreeSHAP)
+rolled up to the raw columns, averaged in size over the test rows: to its CRITICAL score and to its
+avg change from the last value. The API gives them per forecast with <code>?explain=true</code>.</li>
 <li><b>Feature importance</b>: share of the XGBoost models' total gain: what drives the forecast, not
 cause and effect.</li></ul>"""
 
@@ -420,9 +426,17 @@ def _alarm_sections(evaluation: dict, results: pd.DataFrame, preds: pd.DataFrame
     ]
 
 
+def _explanation_section(explanations: pd.DataFrame | None) -> str:
+    """The champion's mean |contribution| per raw column (models.explain.global_importance)."""
+    fig = explanation_figure(explanations) if explanations is not None else None
+    return _section("explain", [_figure_html(fig)] if fig is not None else [],
+                    "No explanations were computed (no XGBoost model to explain).")
+
+
 def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importances: pd.DataFrame,
                            bars: dict | None = None, timezone: str = "UTC",
-                           validation: pd.DataFrame | None = None) -> str:
+                           validation: pd.DataFrame | None = None,
+                           explanations: pd.DataFrame | None = None) -> str:
     """The evaluation report as one self-contained HTML page (plotly.js inlined once)."""
     check_timezone(timezone)
     bars = {**V8_BARS, **(bars or {})}
@@ -439,6 +453,7 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
                                    for h in _horizons(results["horizon"])],
                      "No state results."),
             *_alarm_sections(evaluation, results, preds, validation),
+            _explanation_section(explanations),
             _section("importance", [_importance_figure(imps, h) for h in _horizons(imps["horizon"])],
                      "No feature importances."),
             _section("howto", [HOW_TO_READ], "")]

@@ -184,3 +184,40 @@ def test_last_full_day_is_the_last_day_covered_end_to_end():
     stamps = pd.Series(pd.date_range("2026-03-01 06:00", "2026-03-03 12:00", freq="min"))
     assert last_full_day(stamps) == pd.Timestamp("2026-03-02")
     assert last_full_day(pd.Series(pd.date_range("2026-03-01 06:00", periods=60, freq="min"))) is None
+
+
+def test_the_alarm_sections_show_the_operating_points_pr_curves_reliability_and_refit():
+    preds = make_predictions(("persistence", "xgb"))
+    preds["alarm"] = preds["proba_CRITICAL"] >= 0.4
+    preds["pred_state"] = np.where(preds["alarm"], 2, preds["pred_state"].clip(upper=1))
+    records = evaluation_records(preds, {("xgb", h): 0.4 for h in HORIZONS})
+    points = [{"model": "xgb", "horizon": h, "critical_threshold": 0.4, "warning_threshold": 0.3,
+               "calibration": "isotonic", "target": "precision", "target_value": 0.5,
+               "val_brier_raw": 0.2, "val_brier": 0.1} for h in HORIZONS]
+    refit = [{"model": "xgb", "horizon": 10, "target": "avg", "mae_early_stopped": 10.0,
+              "mae_refit": 9.0},
+             {"model": "xgb", "horizon": 10, "target": "max", "mae_early_stopped": 10.0,
+              "mae_refit": 10.5}]
+    explanations = pd.DataFrame({"horizon": 10, "column": ["comm_errors", "vehicles_down"],
+                                 "CRITICAL": [0.8, 0.2], "avg": [3.0, 1.0]})
+    page = render_evaluation_html({**make_evaluation(), "results": records,
+                                   "operating_points": points, "refit": refit}, preds,
+                                  make_importances(), validation=preds,
+                                  explanations=explanations)
+    alarms = page.split("CRITICAL alarms at the operating points", 1)[1].split("<h2>", 1)[0]
+    xgb10 = re.search(r'<tr><td class="name">10 min</td><td class="name">xgb</td>.*?</tr>',
+                      alarms).group(0)
+    record = next(r for r in records if r["model"] == "xgb" and r["horizon"] == 10
+                  and r["target"] == "state")
+    assert f"<td>{record['critical_recall']:.1%}</td>" in xgb10 and "<td>0.400</td>" in xgb10
+    assert "isotonic" in alarms and "precision 0.5" in alarms
+    assert "Horizon 10 min · test window · ★ operating point" in page
+    assert "Horizon 25 min · reliability of P(CRITICAL), validation rows" in page
+    assert "The refit raises the test MAE in 1 of 2 cells" in page
+    assert "What moves the forecasts: top 2 raw columns" in page
+
+
+def test_without_explanations_or_refit_the_report_says_so():
+    page = render_evaluation_html(make_evaluation(), make_predictions(), make_importances())
+    assert "No explanations were computed" in page and "No model was refitted" in page
+    assert "No validation predictions were handed to the report" in page

@@ -28,7 +28,8 @@ from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.kinds import KIND_NAMES, candidate_models
 from amhs_assets.models.persistence import PersistenceModel
-from amhs_assets.models.splits import VAL
+from amhs_assets.models.explain import global_importance
+from amhs_assets.models.splits import TEST, VAL
 from amhs_assets.models.xgb import XgbModel
 from amhs_assets.progress import Progress
 from amhs_assets.registry.gate import champion_entry, persistence_verdicts
@@ -77,7 +78,8 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     document["operating_points"] = operating_points(served, ds.horizons)
     document["refit"] = refit_comparison(candidates, ds)
     json_path, html_path = write_reports(settings, document, predictions, candidates["xgb"],
-                                         validation_predictions(served, ds))
+                                         validation_predictions(served, ds),
+                                         champion_explanations(served["champion"], ds))
     summary = summary_table(records)
     context.log.info("\n" + summary.round(3).to_string(index=False))
     mlflow_run = log_evaluation(mlflow, context, document, (json_path, html_path))
@@ -122,14 +124,29 @@ def validation_predictions(models: dict, ds: ModelDataset) -> pd.DataFrame:
                               if name in models}, ds, VAL)
 
 
+def champion_explanations(model, ds: ModelDataset) -> pd.DataFrame | None:
+    """The champion's mean |contribution| per raw column and horizon over the test rows (None
+    for a model that cannot be explained)."""
+    X = ds.X[ds.mask(TEST)]
+    if not len(X):
+        return None
+    try:
+        return pd.concat([global_importance(model, X, h) for h in ds.horizons],
+                         ignore_index=True)
+    except TypeError:  # not a model kind explain knows
+        return None
+
+
 def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFrame,
-                  xgb: XgbModel, validation: pd.DataFrame | None = None) -> tuple[Path, Path]:
+                  xgb: XgbModel, validation: pd.DataFrame | None = None,
+                  explanations: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """evaluation.json and evaluation.html in the reports folder."""
     reports = settings.reports_dir
     EvaluationDocument.model_validate(document)  # the shape other programs read
     json_path = write_json(reports / "evaluation.json", document)
     html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
-                                  timezone=settings.fab_timezone, validation=validation)
+                                  timezone=settings.fab_timezone, validation=validation,
+                                  explanations=explanations)
     html_path = reports / "evaluation.html"
     html_path.write_text(html, encoding="utf-8")
     return json_path, html_path
