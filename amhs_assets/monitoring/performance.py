@@ -294,6 +294,7 @@ class PerformanceResult:
     document: dict
     scored: pd.DataFrame
     history: pd.DataFrame
+    explanations: list[dict] = field(default_factory=list)  # newest minute per line, explained
 
 
 # --- the document and the history ----------------------------------------------------------------

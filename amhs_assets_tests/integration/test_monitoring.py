@@ -92,6 +92,11 @@ def test_amhs_run_watches_the_champion_and_finds_it_within_its_evaluated_level(f
     assert dashboard["charts"] == CHARTS and dashboard["champion_version"] == "1"
     page = (reports / "dashboard.html").read_text()
     assert "Champion: <b>v1</b> · watching <b>v1</b>" in page
+    # each line's newest forecast explained beside its light; the champion's alarms live
+    assert page.count('<small class="why"') == 2 * 3  # lines A and B x 3 horizons
+    assert 'id="alarms"' in page and "median lead time (min)" in page
+    for h in ("10", "15", "25"):
+        assert "false_alarms_per_shift" in document["window_metrics"][h]
     stamp = {k: fab.instance.get_latest_materialization_event(dg.AssetKey(k)).timestamp
              for k in ("champion_model", "performance_monitor", "monitoring_dashboard")}
     assert stamp["champion_model"] < stamp["performance_monitor"] < stamp["monitoring_dashboard"]

@@ -58,7 +58,8 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettin
         history=performance_monitor.history, drift=drift_report, drift_history=drifts,
         versions=events, champion=champion.version if champion else None,
         quality=_read_json(settings.reports_dir / "data_quality.json"), quarantined=quarantined,
-        undated_quarantined=undated, timezone=tz, margin=settings.performance.mae_margin))
+        undated_quarantined=undated, timezone=tz, margin=settings.performance.mae_margin,
+        explanations=getattr(performance_monitor, "explanations", None) or None))
     path = settings.reports_dir / "dashboard.html"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

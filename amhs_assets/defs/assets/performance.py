@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from amhs_assets.contract import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from amhs_assets.contract import CHAMPION_ALIAS, LOOKBACK_MIN, RAW_COLUMNS, REGISTERED_MODEL_NAME
 from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.partitions import deployment_horizons
@@ -35,6 +35,7 @@ from amhs_assets.monitoring.performance import (
     with_levels,
 )
 from amhs_assets.monitoring.versions import version_levels
+from amhs_assets.registry.predictor import AmhsPredictor, InputError, lines_from_frame
 from amhs_assets.registry.store import champion_for_evaluation
 from amhs_assets.registry.tags import TAG_FEATURES, TAG_KIND
 from amhs_assets.warehouse import read_days, window_days
@@ -75,6 +76,23 @@ def evaluated_levels(mlflow: MlflowTracking, versions: list[str], model: dict, e
             levels[version], sources[version] = version_levels(
                 mlflow.client(), REGISTERED_MODEL_NAME, version)
     return levels_frame(levels), sources
+
+
+def latest_explanations(cleaned: pd.DataFrame, model, feature_names: tuple[str, ...], log
+                        ) -> list[dict]:
+    """The watched model's forecast of each line's newest minute with its explanation (the
+    API's answer with explain), for the dashboard's "why" beside each light. A line whose
+    newest rows cannot be forecast (a gap in the lookback) is skipped and said."""
+    predictor = AmhsPredictor(model, {"feature_names": list(feature_names)})
+    newest = cleaned.sort_values(["line_id", "timestamp"]).groupby("line_id").tail(LOOKBACK_MIN)
+    out = []
+    for line_id, rows in newest.groupby("line_id", sort=True):  # a handful of lines
+        try:
+            lines = lines_from_frame(rows[list(RAW_COLUMNS)])
+            out += predictor.predict_lines(lines, explain=True)
+        except (InputError, TypeError) as exc:
+            log.warning(f"no explanation for line {line_id!r}: {exc}")
+    return out
 
 
 def metadata_figures(document: dict, scored: pd.DataFrame) -> dict:
@@ -146,7 +164,8 @@ def performance_monitor(context: dg.AssetExecutionContext, settings: AmhsSetting
     context.log.info(f"performance: {verdict.reason} ({elapsed:.1f} s)")
     live = pd.DataFrame([{"horizon": h, **v} for h, v in document["live"].items()])
     flag = {"degraded": verdict.degraded} if verdict.judged else {}  # absent: could not tell
-    yield dg.Output(PerformanceResult(document, scored, history), metadata={
+    explanations = latest_explanations(cleaned, model, feature_names, context.log)
+    yield dg.Output(PerformanceResult(document, scored, history, explanations), metadata={
         **metadata_figures(document, scored), **flag,
         "degradation_reason": verdict.reason,
         "failed_checks": ", ".join(verdict.failed) or "none",
