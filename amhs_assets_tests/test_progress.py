@@ -6,7 +6,8 @@ import re
 
 from amhs_assets import progress as progress_module
 from amhs_assets.models.dataset import dataset_from_raw
-from amhs_assets.models.xgb import XgbConfig, fit_xgb_model
+from amhs_assets.models.operating import AlarmConfig
+from amhs_assets.models.xgb import XgbConfig, fit_xgb_model, model_steps
 from amhs_assets.progress import Progress
 from amhs_assets_tests.support import simulated_rows
 
@@ -44,9 +45,11 @@ def test_bars_only_when_turned_on():
 def test_training_reports_every_booster_of_every_horizon():
     _, ds = dataset_from_raw(simulated_rows(("A",), days=2))
     lines: list[str] = []
-    with Progress("horizon_models", 4 * len(ds.horizons), "models", lines.append,
-                  every_s=0) as p:
-        fit_xgb_model(ds, XgbConfig(num_boost_round=3, max_depth=2, device="cpu"), progress=p)
-    assert p.done == 4 * len(ds.horizons) == len(lines)
-    assert lines[0].startswith("horizon_models: 1/12 models") and "h10 min:" in lines[0]
-    assert "12/12 models (100%)" in lines[-1] and "h25 state:" in lines[-1]
+    alarms = AlarmConfig()  # with the refit: 4 boosters and 3 refitted regressors per horizon
+    with Progress("horizon_models", model_steps(len(ds.horizons), alarms), "models",
+                  lines.append, every_s=0) as p:
+        fit_xgb_model(ds, XgbConfig(num_boost_round=3, max_depth=2, device="cpu"), progress=p,
+                      alarms=alarms)
+    assert p.done == 7 * len(ds.horizons) == len(lines)
+    assert lines[0].startswith("horizon_models: 1/21 models") and "h10 min:" in lines[0]
+    assert "21/21 models (100%)" in lines[-1] and "h25 avg: refit with" in lines[-1]
