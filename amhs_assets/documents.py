@@ -207,8 +207,17 @@ class PerformanceDocument(_Open):
 
 def write_json(path: Path, document: Any) -> Path:
     """Write a JSON document atomically (readers never see half a file)."""
+    return write_text(path, json.dumps(document, indent=2, default=str))
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write a text file atomically: to a temporary file beside it, then renamed over it, so a
+    reader (or a run killed mid-way) never leaves or sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -49,6 +49,7 @@ from evidently.legacy.core import ColumnType
 from evidently.metrics import DriftedColumnsCount, ValueDrift
 
 from amhs_assets.contract import FLAG_MISSING, KEY_COLUMNS, TARGET_COLUMN
+from amhs_assets.documents import write_text
 from amhs_assets.monitoring.drift_calibration import (
     ColumnThreshold,
     DriftConfig,
@@ -222,10 +223,7 @@ class DriftResult:
 
     def write_html(self, path: Path | str) -> Path:
         """Write the HTML report to path (folders created) and return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html, encoding="utf-8")
-        return path
+        return write_text(Path(path), self.html)
 
     def evidently_scores(self) -> dict[str, float]:
         """Evidently's ValueDrift score of every pair, by pair name (they equal the document's)."""

@@ -9,7 +9,7 @@ from amhs_assets.contract import REGISTERED_MODEL_NAME
 from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.documents import EvaluationDocument, write_json
+from amhs_assets.documents import EvaluationDocument, write_json, write_text
 from amhs_assets.evaluation.evaluate import (
     V8_BARS,
     best_on_validation,
@@ -147,8 +147,7 @@ def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFr
     html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
                                   timezone=settings.fab_timezone, validation=validation,
                                   explanations=explanations)
-    html_path = reports / "evaluation.html"
-    html_path.write_text(html, encoding="utf-8")
+    html_path = write_text(reports / "evaluation.html", html)
     return json_path, html_path
 
 

@@ -17,6 +17,7 @@ from amhs_assets.defs.partitions import (
     deployment_horizons,
 )
 from amhs_assets.defs.resources import AmhsSettings
+from amhs_assets.documents import write_text
 from amhs_assets.features.compute import build_features, feature_rows_usable
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.features.spec import feature_catalog as make_catalog
@@ -76,7 +77,7 @@ def feature_catalog(settings: AmhsSettings) -> dg.Output[pd.DataFrame]:
     """Name, source columns, transform, window and description of each of the 222 features."""
     catalog = make_catalog()
     path = settings.reports_dir / "feature_catalog.csv"
-    catalog.to_csv(path, index=False)
+    write_text(path, catalog.to_csv(index=False))
     by_transform = catalog["transform"].value_counts().rename_axis("transform").reset_index()
     return dg.Output(catalog, metadata={
         "features": len(catalog),
