@@ -20,7 +20,10 @@ import dagster as dg
 import pandas as pd
 
 from amhs_assets.defs.jobs import INGEST_JOB, MONITORING_JOB, PROMOTION_ASSETS, reason_tags
+from amhs_assets.config import environment
 from amhs_assets.defs.partitions import all_partitions_tags, offered_days, range_tags
+from amhs_assets.defs.recovery import process_tags, recover
+from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.ingest.days import update_stored_index
 from amhs_assets.evaluation.evaluate import summary_table
 
@@ -39,6 +42,7 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
     once, then what depends on the champion; report where outputs are and who is champion."""
     definitions = definitions or _default_definitions()
     instance = instance or dg.DagsterInstance.get()
+    recover_crashed_runs(instance, echo)
     if not ingest_raw_files(definitions, instance, echo):
         return False
     result = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
@@ -56,6 +60,17 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
         return False
     print_summary(echo, definitions)
     return True
+
+
+def recover_crashed_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) -> None:
+    """Runs an earlier `amhs run` left STARTED when it was killed: failed, and their MLflow
+    runs KILLED (the MLflow part is skipped, and said, when the store does not answer)."""
+    try:
+        client = MlflowTracking.from_environment(environment()).client()
+    except Exception as exc:  # noqa: BLE001 - recovery must not stop the run it precedes
+        echo(f"could not reach the MLflow store to close runs a crash left open: {exc}")
+        client = None
+    recover(instance, client, echo)
 
 
 def ingest_raw_files(definitions: dg.Definitions, instance: dg.DagsterInstance,
@@ -91,7 +106,8 @@ def _run_job(echo: Callable[[str], None], definitions: dg.Definitions,
     """One run of a named job in this process; its result, or None when it failed."""
     started = time.perf_counter()
     result = definitions.resolve_job_def(name).execute_in_process(
-        instance=instance, raise_on_error=False, tags=RUN_TAGS | tags, run_config=CONSOLE_INFO)
+        instance=instance, raise_on_error=False, tags=RUN_TAGS | process_tags() | tags,
+        run_config=CONSOLE_INFO)
     echo(f"run {result.run_id[:8]} {name} ({label}): "
          f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return result if result.success else None
