@@ -19,7 +19,7 @@ install: $(BIN)/.installed
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\n' > $@
+	printf 'telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 1\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n' > $@
 
 ## run: simulate data if data/raw is empty, then materialize the whole asset graph
 run: install $(DAGSTER_HOME)/dagster.yaml
