@@ -169,6 +169,7 @@ class Champion:
     predictor: object
     uri: str
     model_dir: str
+    checksum: str = ""  # its artifact_sha256 tag: a version made of model_dir needs it to load
 
 
 @functools.cache
@@ -181,9 +182,10 @@ def tiny_champion() -> Champion:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     version = register_version(predictor, raw, uri, workdir, metrics={"test_mae_avg_h10": 12.3})
     client = MlflowClient(uri, uri)
-    logged = client.get_model_version(REGISTERED_MODEL_NAME, version).source
-    model_dir = client.get_logged_model(logged.removeprefix("models:/")).artifact_location
-    return Champion(predictor, uri, model_dir)
+    registered = client.get_model_version(REGISTERED_MODEL_NAME, version)
+    logged = registered.source.removeprefix("models:/")
+    model_dir = client.get_logged_model(logged).artifact_location
+    return Champion(predictor, uri, model_dir, registered.tags["artifact_sha256"])
 
 
 def new_store(tmp_path: Path) -> str:
@@ -200,7 +202,9 @@ def register(champion: Champion, uri: str, alias: str | None = CHAMPION_ALIAS) -
     client = MlflowClient(uri, uri)
     with contextlib.suppress(MlflowException):  # already there
         client.create_registered_model(REGISTERED_MODEL_NAME)
-    version = str(client.create_model_version(REGISTERED_MODEL_NAME, champion.model_dir).version)
+    version = str(client.create_model_version(
+        REGISTERED_MODEL_NAME, champion.model_dir,
+        tags={"artifact_sha256": champion.checksum}).version)
     if alias:
         client.set_registered_model_alias(REGISTERED_MODEL_NAME, alias, version)
     return version

@@ -10,6 +10,11 @@
   partition of a range in one step and returns ``{partition_key: value}``; each value goes to
   the file of its partition, exactly where a run of one partition would have put it.
 
+Every pickled value is sealed: ``<file>.hmac`` beside it holds the HMAC-SHA256 of its bytes,
+keyed by ``AMHS_STORAGE_KEY`` or a key file made once with mode 0600 (`amhs_assets.integrity`).
+A value is unpickled only when its seal matches, so a value changed, corrupted or planted
+since it was written fails the step that reads it, naming the asset and the file.
+
 Loading also finds the classes of values stored before the package was laid out by stage
 (``amhs_assets.modeling`` and the other flat modules), so an upgraded deployment reads its
 stored models.
@@ -18,6 +23,7 @@ stored models.
 from __future__ import annotations
 
 import importlib
+import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +34,7 @@ from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import Field
 
 from amhs_assets.contract import FAB_TIMEZONE
+from amhs_assets.integrity import read_sealed, seal, storage_key
 from amhs_assets.warehouse import DayReader, local_days, stored_days, write_day
 
 # modules of the flat layout (before the stage packages) -> where their classes live now
@@ -58,11 +65,21 @@ class RelocatingUnpickler(pickle.Unpickler):
 
 
 class PartitionRangePickleIOManager(PickledObjectFilesystemIOManager):
-    """Pickles to files like fs_io_manager; an output of several partitions is a dict by key."""
+    """Pickles to files like fs_io_manager, each sealed with an HMAC checked before unpickling;
+    an output of several partitions is a dict by key."""
+
+    def __init__(self, base_dir: str, key: bytes, **kwargs: Any):
+        super().__init__(base_dir=base_dir, **kwargs)
+        self.key = key
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: Any) -> None:
+        super().dump_to_path(context, obj, path)
+        seal(Path(path), self.key)
 
     def load_from_path(self, context: dg.InputContext, path: Any) -> Any:
-        with path.open("rb") as file:
-            return RelocatingUnpickler(file).load()
+        what = context.asset_key.to_user_string() if context.has_asset_key else "input"
+        data = read_sealed(Path(path), self.key, what)
+        return RelocatingUnpickler(io.BytesIO(data)).load()
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if not context.has_asset_partitions or len(context.asset_partition_keys) < 2:
@@ -138,7 +155,8 @@ class WarehouseIOManager(dg.IOManager):
 
 class AmhsIOManager(dg.ConfigurableIOManagerFactory):
     """The deployment's IO manager: the warehouse under warehouse_dir (when set) for the data
-    assets, pickles under <DAGSTER_HOME>/storage (or base_dir) for everything else."""
+    assets, sealed pickles under <DAGSTER_HOME>/storage (or base_dir) for everything else (the
+    seals' key: $AMHS_STORAGE_KEY, else base_dir/.storage_key, made on first use)."""
 
     base_dir: str | None = Field(default=None, description="folder of the pickled values")
     warehouse_dir: str | None = Field(
@@ -149,5 +167,5 @@ class AmhsIOManager(dg.ConfigurableIOManagerFactory):
     def create_io_manager(self, context: dg.InitResourceContext) -> WarehouseIOManager:
         base = self.base_dir or context.instance.storage_directory()
         warehouse = Path(self.warehouse_dir) if self.warehouse_dir else None
-        return WarehouseIOManager(PartitionRangePickleIOManager(base_dir=base), warehouse,
-                                  self.timezone)
+        pickles = PartitionRangePickleIOManager(base_dir=base, key=storage_key(Path(base)))
+        return WarehouseIOManager(pickles, warehouse, self.timezone)

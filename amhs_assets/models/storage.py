@@ -1,8 +1,9 @@
-"""Save and load the trained models in their native formats (no pickles where avoidable).
+"""Save and load the trained models in formats that load without unpickling anything.
 
 A model folder holds ``manifest.json`` (kind, horizons, scalars) and one file per part:
 XGBoost boosters as UBJSON; the ensemble's scikit-learn members (which have no native format)
-with joblib; arrays as ``.npz``.
+as skops, loaded with an explicit list of trusted types; arrays as ``.npz`` (no object arrays).
+A folder of an older layout (members pickled with joblib) is refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
+import skops.io as sio
 import xgboost as xgb
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from amhs_assets.models.ensemble import EnsembleModel, Scaler
 from amhs_assets.models.kinds import Model, kind_name
@@ -21,6 +23,14 @@ from amhs_assets.models.unified import UnifiedModel
 from amhs_assets.models.xgb import HorizonModels, XgbModel
 
 MANIFEST = "manifest.json"
+MEMBERS_FILE = "sklearn_members.skops"
+# beyond the scikit-learn estimators, numpy and builtins skops trusts itself: the parts of the
+# fitted members, reviewed (plain arrays and numbers; files are also checksummed before loading)
+TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+]
 
 
 def _save_boosters(boosters: dict[str, xgb.Booster], directory: Path, prefix: str) -> dict:
@@ -91,16 +101,37 @@ def save_model(model: Model, directory: Path, feature_names: tuple[str, ...]) ->
 
 
 def _save_ensemble(model: EnsembleModel, directory: Path) -> dict:
-    """Manifest part of the ensemble: XGBoost natively, scikit-learn members with joblib."""
-    joblib.dump({"hgb_regressors": model.hgb_regressors, "hgb_classifiers": model.hgb_classifiers,
-                 "mlp_regressor": model.mlp_regressor, "mlp_classifiers": model.mlp_classifiers},
-                directory / "sklearn_members.joblib")
+    """Manifest part of the ensemble: XGBoost natively, scikit-learn members with skops."""
+    sio.dump({"hgb_regressors": {f"{h}|{t}": m for (h, t), m in model.hgb_regressors.items()},
+              "hgb_classifiers": {str(h): m for h, m in model.hgb_classifiers.items()},
+              "mlp_regressor": model.mlp_regressor,
+              "mlp_classifiers": {str(h): m for h, m in model.mlp_classifiers.items()}},
+             directory / MEMBERS_FILE)
     np.savez(directory / "ensemble_arrays.npz", columns=model.columns, mean=model.scaler.mean,
              std=model.scaler.std, target_scale=model.target_scale)
-    return {"xgb": _save_xgb(XgbModel(model.xgb), directory),
+    return {"xgb": _save_xgb(XgbModel(model.xgb), directory), "members": MEMBERS_FILE,
             "weights": {f"{h}|{t}": w.tolist() for (h, t), w in model.weights.items()},
             "fallback": model.fallback, "persistence_index": model.persistence_index,
             "policies": _save_policies(model.policies)}
+
+
+def _load_members(part: dict, directory: Path) -> dict:
+    """The scikit-learn members, refused if their file holds any type outside TRUSTED_TYPES."""
+    if "members" not in part:
+        raise ValueError(f"{directory}: the ensemble's members were saved with joblib (a pickle) "
+                         "by an older version; they are not loaded. Train and register the "
+                         "model again")
+    path = directory / part["members"]
+    try:
+        members = sio.load(path, trusted=TRUSTED_TYPES)
+    except UntrustedTypesFoundException as exc:
+        raise ValueError(f"{path} holds types outside the trusted list, not loaded: "
+                         f"{sio.get_untrusted_types(file=path)}") from exc
+    return {"hgb_regressors": {(int(k.split("|")[0]), k.split("|")[1]): m
+                               for k, m in members["hgb_regressors"].items()},
+            "hgb_classifiers": {int(h): m for h, m in members["hgb_classifiers"].items()},
+            "mlp_regressor": members["mlp_regressor"],
+            "mlp_classifiers": {int(h): m for h, m in members["mlp_classifiers"].items()}}
 
 
 def _save_policies(policies: dict[int, HorizonPolicy]) -> dict:
@@ -125,12 +156,10 @@ def load_model(directory: Path) -> Model:
         return UnifiedModel(boosters, classifier, part["fallback"], part["persistence_index"],
                             tuple(part["horizons_seen"]), names, _load_policies(part))
     part = manifest["ensemble"]
-    members = joblib.load(directory / "sklearn_members.joblib")
-    arrays = np.load(directory / "ensemble_arrays.npz")
+    members = _load_members(part, directory)
+    arrays = np.load(directory / "ensemble_arrays.npz", allow_pickle=False)
     return EnsembleModel(
-        xgb=_load_xgb(part["xgb"], directory, names).horizon_models,
-        hgb_regressors=members["hgb_regressors"], hgb_classifiers=members["hgb_classifiers"],
-        mlp_regressor=members["mlp_regressor"], mlp_classifiers=members["mlp_classifiers"],
+        xgb=_load_xgb(part["xgb"], directory, names).horizon_models, **members,
         columns=arrays["columns"], scaler=Scaler(arrays["mean"], arrays["std"]),
         target_scale=arrays["target_scale"],
         weights={(int(k.split("|")[0]), k.split("|")[1]): np.array(w)

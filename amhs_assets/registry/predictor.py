@@ -4,13 +4,18 @@
 unified or ensemble). Two entry points share one implementation:
 - ``predict_lines``: numpy arrays per line, already validated (the REST API's fast path);
 - ``predict_frame``: a pandas frame of raw contract rows, validated here (MLflow's pyfunc).
-``AmhsPyfuncModel`` is the MLflow ``PythonModel`` around it.
+``AmhsPyfuncModel`` is the MLflow ``PythonModel`` around it, logged as a "model from code"
+(``pyfunc_model.py``), so a registered version holds no pickle. A saved predictor folder carries
+``checksums.json``; its SHA-256 is the version's ``artifact_sha256`` tag, and every load checks
+the files against both first (``load_registered``: what the API and the evaluation use; they
+read the predictor folder only, never MLflow's loader).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from amhs_assets.contract import (
 )
 from amhs_assets.features.compute import online_features
 from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.integrity import IntegrityError, verify_folder, write_checksums
 from amhs_assets.ingest.clean import schema_failures, type_columns
 from amhs_assets.models.explain import explain as explain_rows
 from amhs_assets.models.operating import decide
@@ -35,6 +41,9 @@ from amhs_assets.models.storage import Model, load_model, save_model
 
 INFO_FILE = "predictor.json"
 MODEL_DIR = "model"
+ARTIFACT = "predictor"  # the pyfunc's artifact: the saved predictor folder
+TAG_ARTIFACT_SHA256 = "artifact_sha256"  # a version's tag: SHA-256 of its checksums.json
+CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 
 
 class InputError(ValueError):
@@ -144,16 +153,20 @@ class AmhsPredictor:
         lines = lines_from_frame(raw)
         return flatten(self.predict_lines(lines))
 
-    def save(self, directory: Path) -> Path:
-        """Write model and info under directory."""
+    def save(self, directory: Path) -> str:
+        """Write model, info and checksums.json under directory; returns the SHA-256 of
+        checksums.json (record it where the folder's writer cannot change it)."""
         directory.mkdir(parents=True, exist_ok=True)
         save_model(self.model, directory / MODEL_DIR, self.model_feature_names)
         (directory / INFO_FILE).write_text(json.dumps(self.info, indent=2, default=str))
-        return directory
+        return write_checksums(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> "AmhsPredictor":
-        """A predictor saved by save()."""
+    def load(cls, directory: Path, checksum: str | None, what: str = "the predictor"
+             ) -> "AmhsPredictor":
+        """A predictor saved by save(), once every file matches checksums.json and
+        checksums.json has the SHA-256 `checksum` (IntegrityError naming the file otherwise)."""
+        verify_folder(directory, checksum, f"{what} ({directory})")
         info = json.loads((directory / INFO_FILE).read_text())
         return cls(load_model(directory / MODEL_DIR), info)
 
@@ -198,7 +211,9 @@ class AmhsPyfuncModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: raw rows in (a DataFrame of the 32 columns), one row per line out."""
 
     def load_context(self, context) -> None:
-        self.predictor = AmhsPredictor.load(Path(context.artifacts["predictor"]))
+        checksum = (context.model_config or {}).get(TAG_ARTIFACT_SHA256)
+        self.predictor = AmhsPredictor.load(Path(context.artifacts[ARTIFACT]), checksum,
+                                            "the pyfunc's predictor")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None
                 ) -> pd.DataFrame:
@@ -226,23 +241,56 @@ def pip_requirements() -> list[str]:
 
 def log_predictor(predictor: AmhsPredictor, input_example: pd.DataFrame, workdir: Path,
                   registered_model_name: str | None = None, name: str = "model"):
-    """Log the predictor as an MLflow pyfunc (package code bundled, signature and input example
-    from real raw rows) in the active MLflow run; optionally register it. Returns ModelInfo."""
+    """Log the predictor as an MLflow pyfunc from code (package code bundled, signature and
+    input example from real raw rows) in the active MLflow run; optionally register it, with
+    its artifact_sha256 tag. Returns ModelInfo; `artifact_sha256(info)` is the tag's value."""
+    from mlflow import MlflowClient
     from mlflow.models import ModelSignature, infer_signature
 
-    folder = predictor.save(workdir / "predictor")
+    folder = workdir / ARTIFACT
+    digest = predictor.save(folder)
     input_example = input_example.astype({"timestamp": str, "line_id": str})
     output = predictor.predict_frame(input_example)
     signature = ModelSignature(inputs=input_schema(),
                                outputs=infer_signature(input_example, output).outputs)
     package = Path(__file__).resolve().parent
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name=name,
-        python_model=AmhsPyfuncModel(),
-        artifacts={"predictor": str(folder)},
+        python_model=str(CODE_FILE),
+        model_config={TAG_ARTIFACT_SHA256: digest},
+        metadata={TAG_ARTIFACT_SHA256: digest},
+        artifacts={ARTIFACT: str(folder)},
         code_paths=[str(package)],
         signature=signature,
         input_example=input_example,
         registered_model_name=registered_model_name,
         pip_requirements=pip_requirements(),
     )
+    if registered_model_name:
+        MlflowClient().set_model_version_tag(registered_model_name, info.registered_model_version,
+                                             TAG_ARTIFACT_SHA256, digest)
+    return info
+
+
+def artifact_sha256(model_info) -> str:
+    """The SHA-256 of the logged predictor's checksums.json (the artifact_sha256 tag to set on
+    the version registered from model_info)."""
+    return model_info.metadata[TAG_ARTIFACT_SHA256]
+
+
+def load_registered(client, name: str, version: str) -> AmhsPredictor:
+    """A registered version's predictor, read from its predictor folder only (never MLflow's
+    loader, which runs the code and unpickles what it finds in the artifacts) and verified
+    against the version's artifact_sha256 tag first."""
+    mv = client.get_model_version(name, str(version))
+    what = f"version {version} of {name!r}"
+    checksum = (mv.tags or {}).get(TAG_ARTIFACT_SHA256)
+    if not checksum:
+        raise IntegrityError(f"{what} has no {TAG_ARTIFACT_SHA256} tag, so its files cannot be "
+                             "verified (registered before checksums, or by hand); it is not "
+                             "loaded. Register the model again")
+    root = client.get_model_version_download_uri(name, str(version)).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="amhs-model-") as tmp:
+        folder = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{root}/artifacts/{ARTIFACT}", dst_path=tmp)
+        return AmhsPredictor.load(Path(folder), checksum, what)

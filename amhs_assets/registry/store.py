@@ -31,7 +31,13 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
 )
 from amhs_assets.registry.gate import Decision, GateConfig, VersionRef, decide
-from amhs_assets.registry.predictor import AmhsPredictor, log_predictor
+from amhs_assets.registry.predictor import (
+    TAG_ARTIFACT_SHA256,
+    AmhsPredictor,
+    artifact_sha256,
+    load_registered,
+    log_predictor,
+)
 from amhs_assets.registry.tags import (
     MANUAL,
     ROLLBACK,
@@ -174,8 +180,10 @@ def register_version(client: MlflowClient, name: str, model_info, tags: dict[str
 def publish(client: MlflowClient, name: str, predictor: AmhsPredictor, example: pd.DataFrame,
             workdir: Path, tags: dict[str, str], description: str, aliases: tuple[str, ...] = ()
             ) -> ModelVersion:
-    """Log the predictor as a pyfunc in the active MLflow run, then register it (all or nothing)."""
+    """Log the predictor as a pyfunc in the active MLflow run, then register it (all or nothing)
+    with the SHA-256 of its checksums.json as the artifact_sha256 tag (checked on every load)."""
     info = log_predictor(predictor, example, workdir)
+    tags = {**tags, TAG_ARTIFACT_SHA256: artifact_sha256(info)}
     return register_version(client, name, info, tags, description, aliases)
 
 
@@ -204,9 +212,9 @@ def not_found(exc: MlflowException) -> bool:
 
 
 def load_predictor(name: str, version: str) -> AmhsPredictor:
-    """The AmhsPredictor inside a registered pyfunc (models:/name/version)."""
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return model.unwrap_python_model().predictor
+    """The AmhsPredictor of a registered version, its files verified first (nothing unpickled,
+    no code of the artifacts run: see predictor.load_registered)."""
+    return load_registered(MlflowClient(), name, version)
 
 
 def champion_for_evaluation(client: MlflowClient, name: str, feature_version: str

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +19,7 @@ import numpy as np
 import xgboost as xgb
 
 from amhs_assets.contract import NUMERIC_COLUMNS, TRANSFER_TIME_COLUMNS
-from amhs_assets.registry.predictor import AmhsPredictor, LineRows
+from amhs_assets.registry.predictor import AmhsPredictor, LineRows, load_registered
 from amhs_assets.serve.config import ServeSettings
 from amhs_assets.serve.prometheus import ServeMetrics
 
@@ -164,16 +162,11 @@ class ModelStore:
             return "reloaded", served, current.version if current else None
 
     def load(self, version: str) -> ServedModel:
-        """Download, load, tune and smoke-test one version; read its run metrics and tags."""
-        import mlflow
-
+        """Download, verify, load, tune and smoke-test one version; read its run metrics and
+        tags. Only the predictor folder is read (checked against the version's checksum tag):
+        no pickle, no code from the artifacts."""
         name = self.settings.model_name
-        self.client  # noqa: B018 - sets the tracking URI before models:/ is resolved
-        with tempfile.TemporaryDirectory(prefix="amhs-model-") as tmp:
-            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}", dst_path=tmp)
-            # the bundled code's folder was put on sys.path; the package is already imported
-            sys.path[:] = [p for p in sys.path if not p.startswith(tmp)]
-        predictor = loaded.unwrap_python_model().predictor
+        predictor = load_registered(self.client, name, version)
         tune_for_latency(predictor)
         smoke_test(predictor)
         mv = self.client.get_model_version(name, version)

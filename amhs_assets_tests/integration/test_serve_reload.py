@@ -100,7 +100,7 @@ def test_reload_during_a_stream_of_requests_fails_none(reloadable):
 
 
 def broken_version(uri: str, tmp: Path) -> str:
-    """A registered version whose files cannot be loaded (its pickle is missing)."""
+    """A registered version whose files cannot be loaded (no checksum tag, no predictor)."""
     folder = tmp / "broken-model"
     folder.mkdir()
     (folder / "MLmodel").write_text("flavors:\n  python_function:\n"
@@ -122,7 +122,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(reloadable):
         info = client.get("/v1/model").json()
         assert info["version"] == served
         assert f"version {bad}" in info["last_reload_error"]
-        assert "python_model.pkl" in info["last_reload_error"]
+        assert "artifact_sha256" in info["last_reload_error"]
         ok = predict(client)
         assert ok.status_code == 200 and ok.json()["model"]["version"] == served
         assert 'amhs_model_reloads_total{result="failure"} 1.0' in client.get("/metrics").text
