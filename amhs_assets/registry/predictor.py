@@ -162,11 +162,12 @@ class AmhsPredictor:
         return write_checksums(directory)
 
     @classmethod
-    def load(cls, directory: Path, checksum: str | None, what: str = "the predictor"
+    def load(cls, directory: Path, checksum: str | None, what: str | None = None
              ) -> "AmhsPredictor":
         """A predictor saved by save(), once every file matches checksums.json and
-        checksums.json has the SHA-256 `checksum` (IntegrityError naming the file otherwise)."""
-        verify_folder(directory, checksum, f"{what} ({directory})")
+        checksums.json has the SHA-256 `checksum` (IntegrityError naming the file otherwise;
+        `what` names the folder there)."""
+        verify_folder(directory, checksum, what or f"the predictor in {directory}")
         info = json.loads((directory / INFO_FILE).read_text())
         return cls(load_model(directory / MODEL_DIR), info)
 
@@ -212,8 +213,7 @@ class AmhsPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         checksum = (context.model_config or {}).get(TAG_ARTIFACT_SHA256)
-        self.predictor = AmhsPredictor.load(Path(context.artifacts[ARTIFACT]), checksum,
-                                            "the pyfunc's predictor")
+        self.predictor = AmhsPredictor.load(Path(context.artifacts[ARTIFACT]), checksum)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None
                 ) -> pd.DataFrame:
@@ -283,14 +283,13 @@ def load_registered(client, name: str, version: str) -> AmhsPredictor:
     loader, which runs the code and unpickles what it finds in the artifacts) and verified
     against the version's artifact_sha256 tag first."""
     mv = client.get_model_version(name, str(version))
-    what = f"version {version} of {name!r}"
     checksum = (mv.tags or {}).get(TAG_ARTIFACT_SHA256)
     if not checksum:
-        raise IntegrityError(f"{what} has no {TAG_ARTIFACT_SHA256} tag, so its files cannot be "
-                             "verified (registered before checksums, or by hand); it is not "
-                             "loaded. Register the model again")
+        raise IntegrityError(f"version {version} of {name!r} has no {TAG_ARTIFACT_SHA256} tag, "
+                             "so its files cannot be verified (registered before checksums, or "
+                             "by hand); it is not loaded. Register the model again")
     root = client.get_model_version_download_uri(name, str(version)).rstrip("/")
+    uri = f"{root}/artifacts/{ARTIFACT}"
     with tempfile.TemporaryDirectory(prefix="amhs-model-") as tmp:
-        folder = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{root}/artifacts/{ARTIFACT}", dst_path=tmp)
-        return AmhsPredictor.load(Path(folder), checksum, what)
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        return AmhsPredictor.load(Path(folder), checksum, f"version {version} of {name!r} ({uri})")

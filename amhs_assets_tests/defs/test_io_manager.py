@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from amhs_assets.defs.io_manager import AmhsIOManager, RelocatingUnpickler
+from amhs_assets.integrity import seal, storage_key
 from amhs_assets.models.splits import SplitConfig
 from amhs_assets.models.xgb import XgbConfig
 
@@ -52,6 +53,7 @@ def test_the_deployment_io_manager_reads_an_asset_stored_under_the_flat_layout(t
     dg.materialize([stored_config], resources={"io_manager": manager})
     earlier = pickled_as(XgbConfig(max_depth=5), "amhs_assets.modeling")
     (tmp_path / "stored_config").write_bytes(earlier)
+    seal(tmp_path / "stored_config", storage_key(tmp_path))  # adopted: unsealed values are refused
     result = dg.materialize([stored_config.to_source_asset(), reader],
                             resources={"io_manager": manager}, selection=[reader])
     assert result.output_for_node("reader") == 5
