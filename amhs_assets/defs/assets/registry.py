@@ -20,6 +20,7 @@ from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.evaluation.evaluate import operating_point, summary_table
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.kinds import candidate_models
+from amhs_assets.redact import redact
 from amhs_assets.registry.gate import candidate_metrics, persistence_verdicts
 from amhs_assets.registry.predictor import AmhsPredictor
 from amhs_assets.registry.store import (
@@ -100,7 +101,7 @@ def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
         "version": value["version"], "candidate": kind, "passed_checks": passed,
         "aliases": ", ".join(value["aliases"]) or "none (failed the checks)",
         "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{value['version']}",
-        "mlflow_run_id": run_id, "tracking_uri": mlflow.tracking_uri,
+        "mlflow_run_id": run_id, "tracking_uri": redact(mlflow.tracking_uri),
         "decision": version.tags.get(TAG_DECISION, "awaits promotion_job"),
         "tags": dg.MetadataValue.md(markdown_table(metrics, max_rows=80)),
     })
