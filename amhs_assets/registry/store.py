@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
+import logging
 import os
 import re
 import time
@@ -30,6 +31,7 @@ from amhs_assets.contract import (
     LOOKBACK_MIN,
     RAW_COLUMNS,
 )
+from amhs_assets.integrity import IntegrityError
 from amhs_assets.registry.gate import Decision, GateConfig, VersionRef, decide
 from amhs_assets.registry.predictor import (
     TAG_ARTIFACT_SHA256,
@@ -219,11 +221,17 @@ def load_predictor(name: str, version: str) -> AmhsPredictor:
 
 def champion_for_evaluation(client: MlflowClient, name: str, feature_version: str
                             ) -> tuple[VersionRef | None, AmhsPredictor | None]:
-    """The registry champion and, when its features are today's, its loaded predictor."""
+    """The registry champion and, when its features are today's and its files verify, its
+    loaded predictor (a champion that fails verification is logged and not evaluated: the
+    training goes on without it, so a new version can replace it)."""
     ref = version_ref(client, name, CHAMPION_ALIAS)
     if ref is None or ref.tags.get(TAG_FEATURES) != feature_version:
         return ref, None
-    return ref, load_predictor(name, ref.version)
+    try:
+        return ref, load_predictor(name, ref.version)
+    except IntegrityError as exc:
+        logging.getLogger(__name__).warning("champion not evaluated: %s", exc)
+        return ref, None
 
 
 def evaluation_metrics(records: list[dict]) -> dict[str, float]:

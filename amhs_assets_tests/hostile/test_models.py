@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pytest
@@ -21,9 +22,12 @@ from mlflow import MlflowClient
 
 from amhs_assets.contract import CHAMPION_ALIAS, HORIZONS, REGISTERED_MODEL_NAME
 from amhs_assets.defs.io_manager import AmhsIOManager
+from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.integrity import KEY_FILE, IntegrityError, seal_path, sha256_file
 from amhs_assets.models.storage import load_model, save_model
 from amhs_assets.registry.predictor import TAG_ARTIFACT_SHA256, AmhsPredictor, load_registered
+from amhs_assets.registry.store import champion_for_evaluation
+from amhs_assets.registry.tags import TAG_FEATURES
 from amhs_assets_tests.support import (
     THRESHOLDS,
     TOKEN,
@@ -137,9 +141,21 @@ def test_the_evaluation_loader_refuses_a_version_without_its_checksum_tag(tmp_pa
     uri = new_store(tmp_path)
     client = MlflowClient(uri, uri)
     client.create_registered_model(REGISTERED_MODEL_NAME)
-    version = client.create_model_version(REGISTERED_MODEL_NAME, tiny_champion().model_dir).version
+    version = client.create_model_version(REGISTERED_MODEL_NAME, tiny_champion().model_dir,
+                                          tags={TAG_FEATURES: FEATURE_VERSION}).version
     with pytest.raises(IntegrityError, match=f"version {version} .* no artifact_sha256 tag"):
         load_registered(client, REGISTERED_MODEL_NAME, version)
+    # as champion, the evaluation leaves it out instead of failing the training
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)  # as registry.connect() leaves them for the evaluation
+    mlflow.set_registry_uri(uri)
+    try:
+        ref, predictor = champion_for_evaluation(client, REGISTERED_MODEL_NAME, FEATURE_VERSION)
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+    assert ref.version == str(version) and predictor is None
     client.set_model_version_tag(REGISTERED_MODEL_NAME, version, TAG_ARTIFACT_SHA256,
                                  tiny_champion().checksum)
     loaded = load_registered(client, REGISTERED_MODEL_NAME, version)
