@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -16,6 +17,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from amhs_assets.notify import Notifier
 from amhs_assets.serve.config import ServeSettings
+from amhs_assets.serve.limits import Admission
 from amhs_assets.serve.model_store import ModelStore
 from amhs_assets.serve.prediction_log import PredictionLog
 from amhs_assets.serve.prometheus import MetricsMiddleware, ServeMetrics
@@ -59,7 +61,7 @@ async def lifespan(app: FastAPI):
 
 async def request_error(request: Request, exc: RequestError):
     """A rejected request: its status and the problems, named by row and field."""
-    return json_response(exc.body(), exc.status)
+    return json_response(exc.body(), exc.status, exc.headers)
 
 
 def _openapi(app: FastAPI):
@@ -87,9 +89,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.store = ModelStore(settings, metrics)
     app.state.adapter = request_adapter(settings.max_rows)
+    app.state.admission = Admission(settings.max_in_flight)
+    app.state.threads = anyio.CapacityLimiter(settings.worker_threads)  # parsing and the model
     app.state.prediction_log = (
-        PredictionLog(settings.predictions_dir,
-                      on_drop=lambda n: metrics.log_dropped.inc(n))
+        PredictionLog(settings.predictions_dir, on_drop=lambda n: metrics.log_dropped.inc(n),
+                      keep_days=settings.prediction_log_days)
         if settings.log_predictions else None)
     app.state.notifier = Notifier(settings.notify, on_result=metrics.notified)
     app.include_router(router)

@@ -14,6 +14,16 @@ from amhs_assets.notify.config import NotifyConfig
 DEFAULT_MAX_ROWS = 20_000  # rows per request: about 160 lines of 120 minutes
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a contract row is about 700 bytes of JSON
 DEFAULT_RELOAD_INTERVAL_S = 60.0
+# what a hostile or broken client may cost one worker (docs/api.md, "Limits")
+DEFAULT_MAX_ROW_KEYS = 128  # keys of one JSON object: the contract has 32 columns
+DEFAULT_MAX_ROW_BYTES = 16 * 1024  # bytes of one row's JSON: a contract row is about 700
+DEFAULT_MAX_IN_FLIGHT = 16  # /v1/predict requests read or computed at once; more get a 503
+DEFAULT_WORKER_THREADS = 4  # threads that parse, check and predict (off the event loop)
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # from connection (or the previous answer) to complete headers
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # request line and headers
+DEFAULT_BODY_TIMEOUT_S = 30.0  # from complete headers to the body's last byte
+DEFAULT_KEEP_ALIVE_S = 5.0  # idle keep-alive connections are closed after this
+DEFAULT_PREDICTION_LOG_DAYS = 14  # day folders of the prediction log kept; 0 keeps every day
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
@@ -43,23 +53,38 @@ class ServeSettings:
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_predictions: bool = True
+    log_token: str | None = None  # set: only requests carrying it are logged and notified
+    prediction_log_days: int = DEFAULT_PREDICTION_LOG_DAYS
+    max_row_keys: int = DEFAULT_MAX_ROW_KEYS
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    worker_threads: int = DEFAULT_WORKER_THREADS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keep_alive_s: float = DEFAULT_KEEP_ALIVE_S
     notify: NotifyConfig = NotifyConfig()  # the settings file's notify: section (webhooks)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "ServeSettings":
         """AMHS_DATA_DIR, MLFLOW_TRACKING_URI, AMHS_API_TOKEN, AMHS_RELOAD_INTERVAL_S,
-        AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES, AMHS_LOG_PREDICTIONS (0 turns the log off); the
-        webhooks from the AMHS_SETTINGS file's notify: section (the one Dagster reads too)."""
+        AMHS_LOG_PREDICTIONS (0 turns the log off), AMHS_LOG_TOKEN, AMHS_PREDICTION_LOG_DAYS, the
+        limits (LIMIT_VARIABLES); the webhooks from the AMHS_SETTINGS file's notify: section (the
+        one Dagster reads too)."""
         env = dict(os.environ if env is None else env)
         deployment = read_environment(env)
+        limits = {name: kind(_float(env, var, getattr(cls, name)))
+                  for name, (var, kind) in LIMIT_VARIABLES.items()}
+        if limits["max_in_flight"] < 1 or limits["worker_threads"] < 1:
+            raise ValueError("AMHS_MAX_IN_FLIGHT and AMHS_WORKER_THREADS must be >= 1")
         return cls(
             data_dir=deployment.data_dir,
             tracking_uri=deployment.tracking_uri,
             api_token=env.get("AMHS_API_TOKEN") or None,
             reload_interval_s=_float(env, "AMHS_RELOAD_INTERVAL_S", DEFAULT_RELOAD_INTERVAL_S),
-            max_rows=int(_float(env, "AMHS_MAX_ROWS", DEFAULT_MAX_ROWS)),
-            max_body_bytes=int(_float(env, "AMHS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             log_predictions=env.get("AMHS_LOG_PREDICTIONS", "1").strip() not in ("0", "false", "no"),
+            log_token=env.get("AMHS_LOG_TOKEN") or None,
+            **limits,
             notify=NotifyConfig.from_values(deployment.settings.get("notify"),
                                             str(deployment.settings_file or "AMHS_SETTINGS")),
         )
@@ -85,3 +110,19 @@ class ServeSettings:
     def dashboard_path(self) -> Path:
         """The monitoring dashboard that /dashboard serves."""
         return self.layout.dashboard
+
+
+# field -> (environment variable, type): the numeric settings, read by ServeSettings.from_env
+LIMIT_VARIABLES: dict[str, tuple[str, type]] = {
+    "max_rows": ("AMHS_MAX_ROWS", int),
+    "max_body_bytes": ("AMHS_MAX_BODY_BYTES", int),
+    "max_row_keys": ("AMHS_MAX_ROW_KEYS", int),
+    "max_row_bytes": ("AMHS_MAX_ROW_BYTES", int),
+    "max_in_flight": ("AMHS_MAX_IN_FLIGHT", int),
+    "worker_threads": ("AMHS_WORKER_THREADS", int),
+    "header_timeout_s": ("AMHS_HEADER_TIMEOUT_S", float),
+    "max_header_bytes": ("AMHS_MAX_HEADER_BYTES", int),
+    "body_timeout_s": ("AMHS_BODY_TIMEOUT_S", float),
+    "keep_alive_s": ("AMHS_KEEP_ALIVE_S", float),
+    "prediction_log_days": ("AMHS_PREDICTION_LOG_DAYS", int),
+}

@@ -19,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 
 from amhs_assets.contract import NUMERIC_COLUMNS, TRANSFER_TIME_COLUMNS
+from amhs_assets.redact import redact
 from amhs_assets.registry.predictor import AmhsPredictor, LineRows, load_registered
 from amhs_assets.serve.config import ServeSettings
 from amhs_assets.serve.prometheus import ServeMetrics
@@ -127,8 +128,8 @@ class ModelStore:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except Exception as exc:  # MlflowException, or a store that does not answer
             detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            raise NoChampion(f"no version of {name!r} carries the alias {alias!r} in "
-                             f"{self.settings.resolved_tracking_uri}: {detail}") from None
+            raise NoChampion(redact(f"no version of {name!r} carries the alias {alias!r} in "
+                                    f"{self.settings.resolved_tracking_uri}: {detail}")) from None
 
     def refresh(self, force: bool = False) -> tuple[str, ServedModel, str | None]:
         """Load the alias's version if it is not the one served: (status, served, previous).
@@ -147,9 +148,9 @@ class ModelStore:
                 served = self.load(version)
             except Exception as exc:  # any failure of a model's code or files: keep serving
                 self._failed_version = version
-                self.last_reload_error = (f"{_now()}: version {version} of "
-                                          f"{self.settings.model_name!r} failed to load: "
-                                          f"{type(exc).__name__}: {exc}")
+                self.last_reload_error = redact(f"{_now()}: version {version} of "
+                                                f"{self.settings.model_name!r} failed to load: "
+                                                f"{type(exc).__name__}: {exc}")
                 log.exception("reload failed; still serving %s",
                               current.version if current else "nothing")
                 self._count("failure")

@@ -14,6 +14,9 @@ Read it back with ``pandas.read_json(path, lines=True)`` per file. The request t
 puts a reference on a queue; the writer flushes every `flush_s` seconds or `batch` records,
 and on shutdown. When the queue is full the prediction is dropped and counted
 (``amhs_prediction_log_dropped_total``) rather than slowing the answer.
+
+Retention: day folders more than `keep_days` days old are deleted by the writer at start and
+whenever the UTC date changes (AMHS_PREDICTION_LOG_DAYS; 0 keeps every day).
 """
 
 from __future__ import annotations
@@ -21,23 +24,46 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
+import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 
 log = logging.getLogger(__name__)
 _STOP = object()
+DAY_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+
+
+def prune_days(directory: Path, keep_days: int, today: date | None = None) -> list[str]:
+    """Delete the day folders (date=YYYY-MM-DD) dated more than keep_days before today (UTC);
+    returns their dates. Other files are left alone; 0 keeps every day."""
+    if keep_days <= 0 or not Path(directory).is_dir():
+        return []
+    today = today or datetime.now(timezone.utc).date()
+    oldest = (today - timedelta(days=keep_days)).isoformat()
+    gone = []
+    for folder in sorted(Path(directory).iterdir()):
+        match = DAY_FOLDER.fullmatch(folder.name)
+        if match and folder.is_dir() and match[1] < oldest:
+            shutil.rmtree(folder, ignore_errors=True)  # another worker may prune it too
+            gone.append(match[1])
+    if gone:
+        log.info("prediction log: removed %d day folder(s) older than %d days (%s .. %s)",
+                 len(gone), keep_days, gone[0], gone[-1])
+    return gone
 
 
 class PredictionLog:
     """A queue and one writer thread appending predictions to JSON-lines files."""
 
     def __init__(self, directory: Path, batch: int = 1000, flush_s: float = 1.0,
-                 max_queue: int = 100_000, on_drop=None) -> None:
+                 max_queue: int = 100_000, on_drop=None, keep_days: int = 0) -> None:
         self.directory, self.batch, self.flush_s = Path(directory), batch, flush_s
+        self.keep_days, self._pruned_on = keep_days, ""
         self.queue: queue.Queue = queue.Queue(max_queue)
         self.on_drop = on_drop
         self.started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -62,9 +88,10 @@ class PredictionLog:
             self.thread.join(timeout)
 
     def _run(self) -> None:
-        """Collect queued answers and write them in batches until stopped."""
+        """Collect queued answers and write them in batches until stopped; prune old days."""
         pending: list = []
         deadline = time.monotonic() + self.flush_s
+        self._prune()
         while True:
             try:
                 item = self.queue.get(timeout=max(deadline - time.monotonic(), 0.001))
@@ -75,8 +102,20 @@ class PredictionLog:
             if item is _STOP or len(pending) >= self.batch or time.monotonic() >= deadline:
                 self._flush(pending)
                 pending, deadline = [], time.monotonic() + self.flush_s
+                self._prune()
             if item is _STOP:
                 return
+
+    def _prune(self) -> None:
+        """Prune old day folders once per UTC day; errors are logged, not raised."""
+        today = datetime.now(timezone.utc).date()
+        if self.keep_days <= 0 or self._pruned_on == today.isoformat():
+            return
+        self._pruned_on = today.isoformat()
+        try:
+            prune_days(self.directory, self.keep_days, today)
+        except OSError:
+            log.exception("could not prune the prediction log under %s", self.directory)
 
     def _flush(self, pending: list) -> None:
         """Append the pending answers' records, one file per date; errors are logged, not raised."""
@@ -92,8 +131,8 @@ class PredictionLog:
                     "logged_at": at, "line_id": p["line_id"], "as_of": p["as_of"],
                     "model_name": model["name"], "model_version": model["version"],
                     "model_alias": model["alias"], "horizons": p["horizons"]}))
-        for date, lines in by_date.items():
-            folder = self.directory / f"date={date}"
+        for day, lines in by_date.items():
+            folder = self.directory / f"date={day}"
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 with open(folder / f"part-{self.started}-{os.getpid()}.jsonl", "ab") as f:

@@ -48,6 +48,10 @@ class ServeMetrics:
         self.log_dropped = Counter("amhs_prediction_log_dropped_total",
                                    "predictions not logged because the writer fell behind",
                                    registry=reg)
+        self.unlogged = Counter("amhs_predictions_unlogged_total",
+                                "lines answered but neither logged nor notified: the request "
+                                "carried no valid X-AMHS-Log-Token (AMHS_LOG_TOKEN is set)",
+                                registry=reg)
         self.notifications = Counter(
             "amhs_notifications_total", "webhook messages (one per URL) by kind and result: sent, "
             "failed after every try, dropped because the queue was full", ["kind", "result"],

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hmac
 
+import anyio
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import ClientDisconnect
 
-from amhs_assets.serve.model_store import NoChampion, ReloadFailed
+from amhs_assets.redact import redact
+from amhs_assets.serve.limits import JSON, read_body
+from amhs_assets.serve.model_store import NoChampion, ReloadFailed, ServedModel
 from amhs_assets.serve.schemas import (
     ErrorResponse,
     Health,
@@ -20,9 +22,10 @@ from amhs_assets.serve.schemas import (
     PredictResponse,
     ReloadResult,
 )
+from amhs_assets.serve.shape import check_shape
 from amhs_assets.serve.validation import RequestError, validate_request
 
-JSON = "application/json"
+LOG_TOKEN_HEADER = "X-AMHS-Log-Token"
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="AMHS_API_TOKEN of the server")
 
@@ -33,8 +36,9 @@ def json_response(content: object, status: int = 200, headers: dict | None = Non
 
 
 def error(status: int, detail: str, **extra: object) -> Response:
-    """An ErrorResponse-shaped answer."""
-    return json_response({"detail": detail, "errors": [], "error_count": 0, **extra}, status)
+    """An ErrorResponse-shaped answer (secrets in the detail masked)."""
+    return json_response({"detail": redact(detail), "errors": [], "error_count": 0, **extra},
+                         status)
 
 
 def no_model(request: Request) -> Response:
@@ -50,33 +54,14 @@ def _responses(*codes: int) -> dict:
     """OpenAPI documentation of the error answers a route gives."""
     what = {400: "invalid JSON", 401: "missing or wrong bearer token",
             403: "reload disabled: no AMHS_API_TOKEN", 409: "no version carries the alias",
-            413: "body or row count over the limit", 415: "not application/json",
+            408: "the body did not arrive in time", 413: "body, row or row count over a limit",
+            415: "not application/json",
             422: "rows that break the contract, named by row and field",
             502: "the champion failed to load; the served model stays"}
     out: dict = {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
-    out[503] = {"model": NoModel, "description": "no model loaded"}
+    out[503] = {"model": NoModel, "description": "no model loaded (or, on /v1/predict, too "
+                                                 "many requests at once: retry after Retry-After)"}
     return out
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) past `limit` bytes: by Content-Length first, then while streaming."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != JSON and not kind.endswith("+json"):
-        raise RequestError(415, f"Content-Type must be {JSON} (got {kind or 'none'})")
-    declared = request.headers.get("content-length")
-    too_big = RequestError(413, f"request body over {limit} bytes; send fewer rows per request")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(400, "the client went away before the body was complete") from None
-    return b"".join(chunks)
 
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
@@ -84,7 +69,11 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "parameters": [{"name": "explain", "in": "query", "required": False,
                     "schema": {"type": "boolean", "default": False},
                     "description": "also return per line and horizon the raw columns that "
-                                   "pushed the forecast most (`explain`)"}]}
+                                   "pushed the forecast most (`explain`)"},
+                   {"name": "X-AMHS-Log-Token", "in": "header", "required": False,
+                    "schema": {"type": "string"},
+                    "description": "with AMHS_LOG_TOKEN set on the server, only requests "
+                                   "carrying it are logged for monitoring and notified"}]}
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 
@@ -102,23 +91,49 @@ def query_flag(request: Request, name: str) -> bool:
 
 
 @router.post("/v1/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY,
-             responses=_responses(400, 413, 415, 422), summary="Forecast every horizon per line")
+             responses=_responses(400, 408, 413, 415, 422), summary="Forecast every horizon per line")
 async def predict(request: Request) -> Response:
     """Raw rows of one or more lines (at least the lookback each) -> each line's forecasts."""
     state = request.app.state
     served = state.store.current  # this request keeps this model, whatever a reload does
     if served is None:
         return no_model(request)
-    body = await read_body(request, state.settings.max_body_bytes)
-    lines, explain = validate_request(body, state.adapter, state.settings.max_rows,
-                                      served.predictor.lookback)
-    explain = explain or query_flag(request, "explain")
-    predictions = served.predictor.predict_lines(lines, explain=explain)
-    state.notifier.observe(served.ref, predictions)  # CRITICAL episodes -> webhooks, no waiting
-    if state.prediction_log is not None:
-        state.prediction_log.append(served.ref, predictions)
+    settings = state.settings
+    explain = query_flag(request, "explain")
+    with state.admission.slot():  # 503 + Retry-After when AMHS_MAX_IN_FLIGHT are busy
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        # parsing, checks and the model are CPU work: off the event loop, so /health answers
+        predictions, content = await anyio.to_thread.run_sync(
+            forecast, state, served, body, explain, limiter=state.threads)
+    if feeds_monitoring(request):
+        state.notifier.observe(served.ref, predictions)  # CRITICAL episodes -> webhooks
+        if state.prediction_log is not None:
+            state.prediction_log.append(served.ref, predictions)
+    else:
+        state.metrics.unlogged.inc(len(predictions))
     state.metrics.predicted_lines.inc(len(predictions))
-    return json_response({"model": served.ref, "predictions": predictions})
+    return Response(content, media_type=JSON)
+
+
+def forecast(state, served: ServedModel, body: bytes, explain: bool) -> tuple[list[dict], bytes]:
+    """A body's predictions and the answer's JSON (in a worker thread): the shape is checked
+    before pydantic parses, the rows before the model runs."""
+    settings = state.settings
+    check_shape(body, settings.max_row_keys, settings.max_row_bytes, settings.max_rows)
+    lines, asked = validate_request(body, state.adapter, settings.max_rows,
+                                    served.predictor.lookback)
+    predictions = served.predictor.predict_lines(lines, explain=explain or asked)
+    return predictions, orjson.dumps({"model": served.ref, "predictions": predictions})
+
+
+def feeds_monitoring(request: Request) -> bool:
+    """Whether this request's predictions go to the prediction log and the webhooks: always
+    without AMHS_LOG_TOKEN; with it, only when the request carries it (X-AMHS-Log-Token)."""
+    token = request.app.state.settings.log_token
+    if not token:
+        return True
+    given = request.headers.get(LOG_TOKEN_HEADER, "")
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 @router.get("/v1/model", response_model=ModelInfo, responses=_responses(),

@@ -37,11 +37,12 @@ class RequestError(Exception):
     """A request the API rejects: HTTP status, a one-line summary and the first problems."""
 
     def __init__(self, status: int, detail: str, errors: list[dict] | None = None,
-                 count: int | None = None):
+                 count: int | None = None, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status, self.detail = status, detail
         self.errors = errors or []
         self.count = count if count is not None else len(self.errors)
+        self.headers = headers  # e.g. Retry-After of a 503, Connection: close
 
     def body(self) -> dict:
         """The ErrorResponse document."""
