@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import numpy as np
 import orjson
@@ -11,8 +12,9 @@ import pytest
 
 from amhs_assets.contract import CROSS_COLUMN_RULES, NUMERIC_COLUMNS, TRANSFER_TIME_COLUMNS
 from amhs_assets.serve.config import ServeSettings
-from amhs_assets.serve.prediction_log import PredictionLog
+from amhs_assets.serve.prediction_log import PredictionLog, prune_days
 from amhs_assets.serve.schemas import request_adapter
+from amhs_assets.serve.shape import check_shape
 from amhs_assets.serve.validation import NUMPY_RULES, RequestError, validate_body
 from amhs_assets_tests.support import valid_rows
 
@@ -102,3 +104,61 @@ def test_settings_come_from_the_environment_and_name_a_bad_variable(tmp_path):
     assert settings.resolved_tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
     with pytest.raises(ValueError, match="AMHS_MAX_BODY_BYTES"):
         ServeSettings.from_env({"AMHS_MAX_BODY_BYTES": "lots"})
+
+
+def shape_refusal(body: dict, keys: int = 0, row_bytes: int = 0, rows: int = 0) -> str | None:
+    """The 413's detail of check_shape for this body, or None when it passes."""
+    try:
+        check_shape(orjson.dumps(body), keys, row_bytes, rows)
+    except RequestError as exc:
+        assert exc.status == 413
+        return exc.detail
+    return None
+
+
+def test_shape_check_counts_a_rows_keys_whatever_its_strings_hold():
+    tricky = ['{"a": 1}', "}", '\\"', "\\", ':,:,', "[[", '"', "\\\\\""]
+    row = {f"k{i}{tricky[i % len(tricky)]}": tricky[-i % len(tricky)] for i in range(40)}
+    row["nested"] = {"x": [1, {"y": "}"}], "z": {}}  # its keys are not the row's
+    body = {"rows": [row, dict(row), {**row, "one more": 1}], "explain": True}
+    assert shape_refusal(body, keys=42) is None
+    assert shape_refusal(body, keys=41) == ("row 2: 42 keys, at most 41 per row "
+                                            "(AMHS_MAX_ROW_KEYS); the contract has 32 columns")
+    assert shape_refusal({f"k{i}": 1 for i in range(50)}, keys=41).startswith("50 keys outside")
+
+
+def test_shape_check_refuses_long_rows_and_too_many_rows_before_parsing():
+    body = {"rows": [{"a": "x" * 100}, {"a": [0] * 1000}]}  # rows of 108 and 2007 bytes
+    assert shape_refusal(body, row_bytes=2007) is None
+    assert shape_refusal(body, row_bytes=2006).startswith("row 1: 2007 bytes of JSON, at most "
+                                                          "2006 per row")
+    assert shape_refusal({"rows": [{}] * 5}, rows=5) is None
+    assert "too many rows: at most 4" in shape_refusal({"rows": [{}] * 5}, rows=4)
+    deep: list = []
+    for _ in range(70):
+        deep = [deep]
+    assert "nested more than 64 deep" in shape_refusal({"rows": deep}, row_bytes=10)
+    assert shape_refusal({"rows": []}, keys=1, row_bytes=1, rows=1) is None
+    check_shape(b'{"rows": [{"a": "unterminated}]}', 1, 1, 1)  # the parser reports bad JSON
+
+
+def test_prediction_log_prunes_day_folders_older_than_its_retention(tmp_path):
+    for day in ("2026-02-14", "2026-02-15", "2026-03-01"):
+        (tmp_path / f"date={day}").mkdir()
+        (tmp_path / f"date={day}" / "part-1.jsonl").write_text("{}\n")
+    (tmp_path / "notes.txt").write_text("not a day")
+    assert prune_days(tmp_path, 14, date(2026, 3, 1)) == ["2026-02-14"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["date=2026-02-15", "date=2026-03-01",
+                                                          "notes.txt"]
+    assert prune_days(tmp_path, 0, date(2030, 1, 1)) == []  # 0 keeps every day
+
+
+def test_limits_come_from_the_environment_and_a_bad_one_is_named():
+    settings = ServeSettings.from_env({"AMHS_MAX_ROW_KEYS": "64", "AMHS_BODY_TIMEOUT_S": "2.5",
+                                       "AMHS_LOG_TOKEN": "secret-log", "AMHS_MAX_IN_FLIGHT": "3"})
+    assert (settings.max_row_keys, settings.body_timeout_s, settings.log_token,
+            settings.max_in_flight, settings.prediction_log_days) == (64, 2.5, "secret-log", 3, 14)
+    with pytest.raises(ValueError, match="AMHS_HEADER_TIMEOUT_S"):
+        ServeSettings.from_env({"AMHS_HEADER_TIMEOUT_S": "soon"})
+    with pytest.raises(ValueError, match="AMHS_MAX_IN_FLIGHT"):
+        ServeSettings.from_env({"AMHS_MAX_IN_FLIGHT": "0"})
