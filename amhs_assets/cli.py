@@ -73,7 +73,11 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
 
     Environment: AMHS_DATA_DIR; MLFLOW_TRACKING_URI (default: SQLite under
     $AMHS_DATA_DIR/mlflow/); AMHS_API_TOKEN (enables POST /v1/reload); AMHS_RELOAD_INTERVAL_S
-    (alias check, default 60, 0 = off); AMHS_MAX_ROWS, AMHS_MAX_BODY_BYTES (request limits)."""
+    (alias check, default 60, 0 = off); AMHS_LOG_TOKEN (only requests carrying it feed the
+    prediction log), AMHS_PREDICTION_LOG_DAYS (default 14); the limits AMHS_MAX_ROWS,
+    AMHS_MAX_BODY_BYTES, AMHS_MAX_ROW_KEYS, AMHS_MAX_ROW_BYTES, AMHS_MAX_IN_FLIGHT,
+    AMHS_WORKER_THREADS, AMHS_HEADER_TIMEOUT_S, AMHS_MAX_HEADER_BYTES, AMHS_BODY_TIMEOUT_S,
+    AMHS_KEEP_ALIVE_S (docs/api.md)."""
     from amhs_assets.serve.config import ServeSettings
     from amhs_assets.serve.server import run_server
 
