@@ -90,7 +90,8 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
 
 @main.group()
 def registry() -> None:
-    """The model registry (amhs-predictor in MLflow): list versions, move the champion alias."""
+    """The model registry (amhs-predictor in MLflow): list versions, move the champion alias,
+    read the alias ledger."""
 
 
 @contextlib.contextmanager
@@ -115,48 +116,89 @@ def registry_list(show_tags: bool) -> None:
     import pandas as pd
 
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry.store import version_table
+    from amhs_assets.redact import redact
+    from amhs_assets.registry.ledger import read_ledger
+    from amhs_assets.registry.listing import version_table
 
     with _registry_client() as (deployment, client):
         table = version_table(client, NAME)
-        click.echo(f"{NAME} at {deployment.resolved_tracking_uri}: {len(table)} version(s)")
+        click.echo(f"{NAME} at {redact(deployment.resolved_tracking_uri)}: {len(table)} "
+                   "version(s)")
         if table.empty:
             return
         with pd.option_context("display.width", 250, "display.max_columns", 30,
                                "display.max_colwidth", 60):
             click.echo(table.to_string(index=False))
+        moves = read_ledger(client, NAME).moves()
+        click.echo(f"alias ledger: {len(moves)} move(s)" + (
+            f", the latest {moves[-1].describe()}" if moves else "")
+            + " (`amhs registry history`)")
         for v in (client.search_model_versions(f"name='{NAME}'") if show_tags else []):
             click.echo(f"\nv{v.version}:")
             for key, value in sorted(v.tags.items()):
                 click.echo(f"  {key} = {value}")
 
 
+@registry.command("history")
+@click.option("--refused", is_flag=True, help="also the attempts that lost to another move")
+@click.option("--full", is_flag=True, help="reasons in full (else cut at 60 characters)")
+def registry_history(refused: bool, full: bool) -> None:
+    """The alias ledger, newest first: every move of champion and challenger with who, when,
+    why and the kind of move (kept in the MLflow store, never overwritten)."""
+    import pandas as pd
+
+    from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
+    from amhs_assets.redact import redact
+    from amhs_assets.registry.ledger import LEDGER_EXPERIMENT, read_ledger
+    from amhs_assets.registry.listing import history_table
+
+    with _registry_client() as (deployment, client):
+        table = history_table(read_ledger(client, NAME), refused, 10**6 if full else 60)
+        click.echo(f"alias ledger of {NAME} (experiment {LEDGER_EXPERIMENT}) at "
+                   f"{redact(deployment.resolved_tracking_uri)}: {len(table)} entr"
+                   f"{'y' if len(table) == 1 else 'ies'}")
+        if not table.empty:
+            with pd.option_context("display.width", 250, "display.max_columns", 30,
+                                   "display.max_colwidth", 10**6 if full else 60):
+                click.echo(table.to_string(index=False))
+
+
 @registry.command("promote")
 @click.argument("version")
-@click.option("--reason", required=True, help="why; recorded on the version with who and when")
-def registry_promote(version: str, reason: str) -> None:
+@click.option("--reason", required=True, help="why; recorded in the ledger with who and when")
+@click.option("--expect", "expected", default=None, metavar="VERSION",
+              help="refuse unless the champion is still this version ('none': no champion) "
+                   "[default: the champion when the command starts]")
+def registry_promote(version: str, reason: str, expected: str | None) -> None:
     """Make VERSION the champion by hand (refused if the champion moves meanwhile)."""
     from amhs_assets.contract import CHAMPION_ALIAS
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry.store import current_user, promote, version_ref
+    from amhs_assets.registry.ledger import caller
+    from amhs_assets.registry.store import promote, version_ref
 
     with _registry_client() as (deployment, client):
-        before = version_ref(client, NAME, CHAMPION_ALIAS)
-        expected = before.version if before else None
-        promote(client, NAME, version, reason, current_user(), deployment.layout.registry_lock, expected)
-        click.echo(f"champion of {NAME}: v{expected} -> v{version} ({reason})")
+        if expected is None:
+            before = version_ref(client, NAME, CHAMPION_ALIAS)
+            expected = before.version if before else None
+        elif expected.lower() == "none":
+            expected = None
+        who = caller(deployment.resolved_tracking_uri)
+        promote(client, NAME, version, reason, who, expected)
+        click.echo(f"champion of {NAME}: v{expected} -> v{version} ({reason}; by {who})")
 
 
 @registry.command("rollback")
-@click.option("--reason", required=True, help="why; recorded on both versions with who and when")
+@click.option("--reason", required=True, help="why; recorded in the ledger with who and when")
 def registry_rollback(reason: str) -> None:
-    """Return the champion to the previous champion (its previous_champion tag)."""
+    """Return the champion to the one before it, according to the alias ledger."""
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
-    from amhs_assets.registry.store import current_user, rollback
+    from amhs_assets.registry.ledger import caller
+    from amhs_assets.registry.store import rollback
 
     with _registry_client() as (deployment, client):
-        old, new = rollback(client, NAME, reason, current_user(), deployment.layout.registry_lock)
-        click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason})")
+        who = caller(deployment.resolved_tracking_uri)
+        old, new = rollback(client, NAME, reason, who)
+        click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason}; by {who})")
 
 
 @main.command()

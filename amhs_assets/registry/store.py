@@ -1,20 +1,21 @@
 """The MLflow model registry (SPEC section 5), no Dagster: connect, register, promote, roll back.
 
-Every alias move (the gate's, a manual promote, a rollback) happens under one lock file and
-re-reads the champion inside it (compare-and-set): two promotions at once cannot both win.
+Every alias move is recorded in the alias ledger (registry/ledger.py), kept in the MLflow store.
+A champion move (the gate's, a manual promote, a rollback) is compare-and-set: it names the
+champion its caller read, is recorded first, and is made only if its ledger entry is committed
+(nobody appended meanwhile, on any host): of two promotions at once one wins, one is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import logging
 import os
 import re
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import mlflow
 import numpy as np
@@ -33,6 +34,13 @@ from amhs_assets.contract import (
 )
 from amhs_assets.integrity import IntegrityError
 from amhs_assets.registry.gate import Decision, GateConfig, VersionRef, decide
+from amhs_assets.registry.ledger import (
+    LEDGER_EXPERIMENT,
+    Entry,
+    Ledger,
+    append_entry,
+    read_ledger,
+)
 from amhs_assets.registry.predictor import (
     TAG_ARTIFACT_SHA256,
     AmhsPredictor,
@@ -42,12 +50,18 @@ from amhs_assets.registry.predictor import (
 )
 from amhs_assets.registry.tags import (
     MANUAL,
+    MOVE_CHALLENGER_CLEARED,
+    MOVE_CHALLENGER_SET,
+    MOVE_GATE,
+    MOVE_MANUAL,
+    MOVE_ROLLBACK,
     ROLLBACK,
+    TAG_DAGSTER_RUN,
     TAG_DECIDED_AT,
     TAG_DECIDED_BY,
     TAG_DECISION,
     TAG_FEATURES,
-    TAG_PREVIOUS,
+    TAG_LEDGER_ENTRY,
     TAG_REASON,
     TAG_ROLLBACK_REASON,
     TAG_ROLLED_BACK_AT,
@@ -155,28 +169,45 @@ def input_example(cleaned: pd.DataFrame, minutes: int = LOOKBACK_MIN + 10) -> pd
 def register_version(client: MlflowClient, name: str, model_info, tags: dict[str, str],
                      description: str, aliases: tuple[str, ...] = ()) -> ModelVersion:
     """Register a logged model (every artifact already logged) with its tags, description and
-    aliases; if any part fails, the new version is deleted again and RegistrationFailed raised."""
+    aliases (each move recorded in the ledger); if any part fails, the new version is deleted
+    again (a recorded alias move is followed by a `challenger_cleared` entry) and
+    RegistrationFailed raised."""
     with contextlib.suppress(MlflowException):  # it exists already
         client.create_registered_model(name, description="AMHS predictor: raw rows in, every "
                                        "horizon's min/max/avg transfer time and state out")
-    created = None
+    created, moved = None, []
+    who = f"registered_model {tags.get(TAG_DAGSTER_RUN, '?')[:8]}"
     try:
         model_id = getattr(model_info, "model_id", None) or _logged_model_id(model_info.model_uri)
         created = client.create_model_version(
             name, source=model_info.model_uri, run_id=model_info.run_id, tags=tags,
             description=description, model_id=model_id)
         for alias in aliases:
-            client.set_registered_model_alias(name, alias, created.version)
+            moved.append(record_alias(
+                client, name, alias, str(created.version), kind=MOVE_CHALLENGER_SET, who=who,
+                reason=f"v{created.version} registered and passed its checks"))
         return client.get_model_version(name, created.version)
     except Exception as exc:
-        removed = ""
-        if created is not None:
-            try:
-                client.delete_model_version(name, created.version)
-                removed = f"; version {created.version} was deleted again"
-            except Exception as cleanup:  # noqa: BLE001 - report both problems
-                removed = f"; deleting the partial version {created.version} failed too: {cleanup}"
+        removed = _remove_partial(client, name, created, moved, who, exc)
         raise RegistrationFailed(f"registering {name} failed: {exc}{removed}") from exc
+
+
+def _remove_partial(client: MlflowClient, name: str, created: ModelVersion | None,
+                    moved: list[Entry], who: str, problem: Exception) -> str:
+    """Delete a half-registered version (an alias on it goes with it, which the ledger records);
+    what was done, as text for the error message."""
+    if created is None:
+        return ""
+    try:
+        client.delete_model_version(name, created.version)
+        for entry in moved:
+            if _alias_now(client, name, entry.alias) is None:
+                _append_committed(client, name, entry.alias, entry.to_version, None,
+                                  MOVE_CHALLENGER_CLEARED, f"registration of v{created.version} "
+                                  f"failed: {problem}", who)
+        return f"; version {created.version} was deleted again"
+    except Exception as cleanup:  # noqa: BLE001 - report both problems
+        return f"; deleting the partial version {created.version} failed too: {cleanup}"
 
 
 def publish(client: MlflowClient, name: str, predictor: AmhsPredictor, example: pd.DataFrame,
@@ -248,10 +279,11 @@ def evaluation_metrics(records: list[dict]) -> dict[str, float]:
     return out
 
 
-# --- alias moves, under a lock ------------------------------------------------------------
+# --- alias moves, through the alias ledger ----------------------------------------------------
 @contextlib.contextmanager
 def exclusive_lock(path: Path, timeout_s: float = 60.0) -> Iterator[None]:
-    """An exclusive lock file: one holder at a time on this host (alias moves, run creation)."""
+    """An exclusive lock file: one holder at a time on this host (creating a SQLite store, or a
+    Dagster run's MLflow run). Alias moves do not use it: the ledger orders them on every host."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
@@ -271,125 +303,163 @@ def exclusive_lock(path: Path, timeout_s: float = 60.0) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def current_user() -> str:
-    """Who runs this: the login name, else $USER."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER", "unknown")
+SETTLE_S = 30.0  # a champion move recorded this recently whose alias has not moved: in progress
+MOVE_ATTEMPTS = 3  # appends tried when other entries (e.g. a new challenger) got in first
+Plan = Callable[[Ledger, "str | None"], str]  # (ledger, champion now) -> the version to move to
 
 
-def _move_champion(client: MlflowClient, name: str, version: str, previous: str | None,
-                   tags: dict[str, str]) -> None:
-    """Record the move on the version, then point the champion alias at it and read it back."""
-    if previous is not None and previous != version:
-        tags = {TAG_PREVIOUS: previous, **tags}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    now = client.get_model_version_by_alias(name, CHAMPION_ALIAS).version
-    if str(now) != str(version):
-        raise ConcurrentPromotion(f"champion of {name} is v{now}, not v{version}, right after "
-                                  "moving it: another promotion ran without the lock")
-
-
-def _champion_now(client: MlflowClient, name: str) -> str | None:
-    ref = version_ref(client, name, CHAMPION_ALIAS)
+def _alias_now(client: MlflowClient, name: str, alias: str) -> str | None:
+    ref = version_ref(client, name, alias)
     return ref.version if ref else None
 
 
+def _settled_champion(client: MlflowClient, name: str, ledger: Ledger) -> str | None:
+    """The champion now; refused while the ledger's last champion move is recent and its alias
+    has not followed yet (its writer is between the two steps)."""
+    now = _alias_now(client, name, CHAMPION_ALIAS)
+    last = ledger.last_move(CHAMPION_ALIAS)
+    if last is None or last.to_version == now:
+        return now
+    age_s = time.time() - last.recorded_ms / 1000
+    if age_s < SETTLE_S:
+        raise ConcurrentPromotion(
+            f"a champion move of {name} is in progress: the ledger records {last.describe()} "
+            f"({age_s:.0f} s ago) but the alias still points at v{now}; nothing changed, "
+            "look (`amhs registry history`) and retry")
+    logging.getLogger(__name__).warning(
+        "champion of %s is v%s but the ledger's last champion move is %s: that move was "
+        "interrupted or the alias was moved outside amhs; the alias counts", name, now,
+        last.describe())
+    return now
+
+
+def _expect(name: str, expected: str | None, current: str | None) -> None:
+    if current != expected:
+        raise ConcurrentPromotion(f"champion of {name} moved from v{expected} to v{current} "
+                                  "meanwhile; nothing changed, look and retry")
+
+
+def move_champion(client: MlflowClient, name: str, plan: Plan, *, kind: str, reason: str,
+                  who: str) -> tuple[str | None, Entry]:
+    """Move the champion alias to plan(ledger, champion now), compare-and-set through the
+    ledger: the move is recorded first and made only if its entry is committed (nobody appended
+    since the ledger was read); returns (the champion it replaced, the entry). plan raises to
+    refuse (e.g. ConcurrentPromotion when the champion is not the one its caller read)."""
+    experiment = ensure_experiment(client, LEDGER_EXPERIMENT, None)
+    lost: list[Entry] = []
+    for _ in range(MOVE_ATTEMPTS):
+        ledger = read_ledger(client, name)
+        current = _settled_champion(client, name, ledger)
+        target = plan(ledger, current)
+        entry = append_entry(client, experiment, ledger, alias=CHAMPION_ALIAS, kind=kind,
+                             from_version=current, to_version=target, who=who, reason=reason)
+        if not entry.committed:  # another entry got in first: read again, plan again
+            lost.append(entry)
+            continue
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, target)
+        # a writer stalled past SETTLE_S may have set the alias after a later move: follow it
+        latest = read_ledger(client, name).last_move(CHAMPION_ALIAS)
+        if latest is not None and latest.seq != entry.seq and latest.to_version:
+            client.set_registered_model_alias(name, CHAMPION_ALIAS, latest.to_version)
+        return current, entry
+    raise ConcurrentPromotion(f"could not record the champion move of {name} after "
+                              f"{MOVE_ATTEMPTS} attempts: other entries got in first each time "
+                              f"(yours: {', '.join(f'#{e.seq}' for e in lost)}); retry")
+
+
+def record_alias(client: MlflowClient, name: str, alias: str, version: str, *, kind: str,
+                 reason: str, who: str) -> Entry:
+    """Point `alias` at `version` and record the move in the ledger (no expectation: the newest
+    registration is the challenger, as it always was)."""
+    current = _alias_now(client, name, alias)
+    client.set_registered_model_alias(name, alias, version)
+    return _append_committed(client, name, alias, current, version, kind, reason, who)
+
+
+def _append_committed(client: MlflowClient, name: str, alias: str, source: str | None,
+                      target: str | None, kind: str, reason: str, who: str) -> Entry:
+    """Append an entry that records a move already made, until it is committed."""
+    experiment = ensure_experiment(client, LEDGER_EXPERIMENT, None)
+    for _ in range(MOVE_ATTEMPTS * 2):
+        entry = append_entry(client, experiment, read_ledger(client, name), alias=alias,
+                             kind=kind, from_version=source, to_version=target, who=who,
+                             reason=reason)
+        if entry.committed:
+            return entry
+    raise ConcurrentPromotion(f"{alias} of {name} moved to v{target} but the ledger entry "
+                              "could not be committed: other entries got in first each time")
+
+
+def _decision_tags(outcome: str, reason: str, who: str, entry: Entry | None = None
+                   ) -> dict[str, str]:
+    tags = {TAG_DECISION: outcome, TAG_REASON: reason, TAG_DECIDED_AT: now_iso(),
+            TAG_DECIDED_BY: who}
+    return tags | ({TAG_LEDGER_ENTRY: str(entry.seq)} if entry else {})
+
+
+def _tag(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
 def apply_gate(client: MlflowClient, name: str, config: GateConfig, feature_version: str,
-               lock_path: Path, who: str) -> Decision:
-    """Decide on the challenger (gate.decide), record the decision on it, move the champion."""
-    with exclusive_lock(lock_path):
-        challenger = version_ref(client, name, CHALLENGER_ALIAS)
-        champion = version_ref(client, name, CHAMPION_ALIAS)
-        decision = decide(challenger, champion, feature_version, config)
-        if not decision.recorded:
-            return decision
-        tags = {TAG_DECISION: decision.outcome, TAG_REASON: decision.reason,
-                TAG_DECIDED_AT: now_iso(), TAG_DECIDED_BY: who}
-        if decision.promote:
-            _move_champion(client, name, challenger.version, decision.champion, tags)
-        else:
-            for key, value in tags.items():
-                client.set_model_version_tag(name, challenger.version, key, value)
+               who: str) -> Decision:
+    """Decide on the challenger (gate.decide); a promotion moves the champion only if it is
+    still the one decided against (move_champion); then the decision is tagged on it."""
+    challenger = version_ref(client, name, CHALLENGER_ALIAS)
+    champion = version_ref(client, name, CHAMPION_ALIAS)
+    decision = decide(challenger, champion, feature_version, config)
+    if not decision.recorded:
+        return decision
+    entry = None
+    if decision.promote:
+        def plan(ledger: Ledger, current: str | None) -> str:
+            _expect(name, decision.champion, current)
+            return challenger.version
+
+        _, entry = move_champion(client, name, plan, kind=MOVE_GATE, reason=decision.reason,
+                                 who=who)
+    _tag(client, name, challenger.version, _decision_tags(decision.outcome, decision.reason,
+                                                          who, entry))
     return decision
 
 
 def promote(client: MlflowClient, name: str, version: str, reason: str, who: str,
-            lock_path: Path, expected_champion: str | None) -> str | None:
-    """Make `version` champion by hand if the champion is still `expected_champion`; returns the
-    previous champion. The reason, who and when are recorded as tags on the version."""
+            expected_champion: str | None) -> str | None:
+    """Make `version` champion by hand if the champion is still `expected_champion` (what the
+    caller read); returns the previous champion. Recorded in the ledger and tagged on it."""
     if not reason.strip():
         raise ValueError("a reason is required to move the champion")
-    client.get_model_version(name, str(version))  # fails clearly on an unknown version
-    with exclusive_lock(lock_path):
-        before = _champion_now(client, name)
-        if before != expected_champion:
-            raise ConcurrentPromotion(f"champion of {name} moved from v{expected_champion} to "
-                                      f"v{before} meanwhile; nothing changed, look and retry")
-        if before == str(version):
+    version = str(version)
+    client.get_model_version(name, version)  # fails clearly on an unknown version
+
+    def plan(ledger: Ledger, current: str | None) -> str:
+        _expect(name, expected_champion, current)
+        if current == version:
             raise ValueError(f"v{version} is already the champion of {name}")
-        _move_champion(client, name, str(version), before, {
-            TAG_DECISION: MANUAL, TAG_REASON: reason, TAG_DECIDED_AT: now_iso(),
-            TAG_DECIDED_BY: who})
+        return version
+
+    before, entry = move_champion(client, name, plan, kind=MOVE_MANUAL, reason=reason, who=who)
+    _tag(client, name, version, _decision_tags(MANUAL, reason, who, entry))
     return before
 
 
-def rollback(client: MlflowClient, name: str, reason: str, who: str, lock_path: Path
-             ) -> tuple[str, str]:
-    """Return the champion to the one before it (its previous_champion tag); returns (from, to)."""
+def rollback(client: MlflowClient, name: str, reason: str, who: str) -> tuple[str, str]:
+    """Return the champion to the one before it according to the ledger (never a tag);
+    returns (from, to)."""
     if not reason.strip():
         raise ValueError("a reason is required to roll back")
-    with exclusive_lock(lock_path):
-        current = version_ref(client, name, CHAMPION_ALIAS)
+
+    def plan(ledger: Ledger, current: str | None) -> str:
         if current is None:
             raise ValueError(f"{name} has no champion to roll back")
-        previous = current.tags.get(TAG_PREVIOUS)
-        if not previous:
-            raise ValueError(f"champion v{current.version} records no previous champion "
-                             f"({TAG_PREVIOUS} tag): nothing to roll back to")
-        client.get_model_version(name, previous)  # fails clearly if it was deleted
-        stamp = now_iso()
-        for key, value in {TAG_ROLLED_BACK_AT: stamp, TAG_ROLLED_BACK_BY: who,
-                           TAG_ROLLBACK_REASON: reason}.items():
-            client.set_model_version_tag(name, current.version, key, value)
-        for key, value in {TAG_DECISION: ROLLBACK, TAG_REASON: reason, TAG_DECIDED_AT: stamp,
-                           TAG_DECIDED_BY: who}.items():
-            client.set_model_version_tag(name, previous, key, value)
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, previous)
-    return current.version, previous
+        target = ledger.rollback_target(CHAMPION_ALIAS, current)
+        client.get_model_version(name, target)  # fails clearly if it was deleted
+        return target
 
-
-# --- listing --------------------------------------------------------------------------------
-LIST_COLUMNS = {"kind": "candidate_kind", "features": "feature_version",
-                "avg_mae": "test_mean_avg_mae", "accuracy": "test_mean_state_accuracy",
-                "crit_recall": "test_mean_critical_recall", "decision": TAG_DECISION,
-                "reason": TAG_REASON, "data": "data_fingerprint", "code": "code_version"}
-METRIC_COLUMNS = ("avg_mae", "accuracy", "crit_recall")
-
-
-def version_table(client: MlflowClient, name: str) -> pd.DataFrame:
-    """Every version, newest first: aliases, creation time, key metrics and tags."""
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-        aliases = client.get_registered_model(name).aliases  # search results may omit them
-    except MlflowException as exc:
-        if not not_found(exc):
-            raise
-        versions, aliases = [], {}
-    rows = []
-    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        tags = dict(v.tags)
-        mine = sorted(a for a, number in aliases.items() if str(number) == str(v.version))
-        row = {"version": int(v.version), "aliases": ",".join(mine) or "-",
-               "created": pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC")
-               .strftime("%Y-%m-%d %H:%M")}
-        for column, tag in LIST_COLUMNS.items():
-            value = tags.get(tag, "")
-            if column in METRIC_COLUMNS and value:
-                value = f"{float(value):.4g}"
-            row[column] = value if len(value) <= 60 else value[:59] + "…"
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["version", "aliases", "created", *LIST_COLUMNS])
+    left, entry = move_champion(client, name, plan, kind=MOVE_ROLLBACK, reason=reason, who=who)
+    stamp = now_iso()
+    _tag(client, name, left, {TAG_ROLLED_BACK_AT: stamp, TAG_ROLLED_BACK_BY: who,
+                              TAG_ROLLBACK_REASON: reason})
+    _tag(client, name, entry.to_version, _decision_tags(ROLLBACK, reason, who, entry))
+    return left, entry.to_version

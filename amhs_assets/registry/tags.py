@@ -27,7 +27,7 @@ TAG_DECISION = "promotion_decision"
 TAG_REASON = "promotion_reason"
 TAG_DECIDED_AT = "decided_at"
 TAG_DECIDED_BY = "decided_by"
-TAG_PREVIOUS = "previous_champion"
+TAG_LEDGER_ENTRY = "ledger_entry"  # the alias ledger's sequence number of the latest move to it
 TAG_ROLLED_BACK_AT = "rolled_back_at"
 TAG_ROLLED_BACK_BY = "rolled_back_by"
 TAG_ROLLBACK_REASON = "rollback_reason"
@@ -46,6 +46,12 @@ REJECTED = "rejected"  # failed the asset checks at registration: never a challe
 MANUAL = "manual_promote"  # `amhs registry promote`
 ROLLBACK = "rollback"  # `amhs registry rollback` restored it
 NOTHING = "nothing_to_do"  # not recorded: no challenger, or already decided
+# kinds of alias move in the alias ledger (registry/ledger.py)
+MOVE_GATE = "gate_promotion"  # the promotion gate made the challenger champion
+MOVE_MANUAL = MANUAL  # `amhs registry promote`
+MOVE_ROLLBACK = ROLLBACK  # `amhs registry rollback`
+MOVE_CHALLENGER_SET = "challenger_set"  # a new version passed its checks
+MOVE_CHALLENGER_CLEARED = "challenger_cleared"  # its registration failed after it was set
 
 
 def now_iso() -> str:

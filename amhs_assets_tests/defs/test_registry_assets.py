@@ -328,7 +328,7 @@ def test_training_registration_and_promotion_against_a_real_mlflow_server(world,
     ds = world.io.values["model_dataset"]
     fit = lambda config: XgbModel({h: fit_horizon_models(ds, h, config) for h in HORIZONS})  # noqa: E731
     gate = lambda: reg.apply_gate(client, NAME, GateConfig(), FEATURE_VERSION,  # noqa: E731
-                                  tmp_path / "lock", "test").outcome
+                                  "test").outcome
     weak = fit(OneThread(num_boost_round=2, max_depth=2, early_stopping_rounds=2, seed=3))
     strong = world.candidates["xgb"]
     try:
@@ -352,7 +352,7 @@ def test_training_registration_and_promotion_against_a_real_mlflow_server(world,
             served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(rows)
             local = AmhsPredictor(strong, {"feature_names": list(ds.feature_names)})
             pd.testing.assert_frame_equal(served, local.predict_frame(rows))
-            assert reg.rollback(client, NAME, "alarms", "test", tmp_path / "lock") == ("2", "1")
+            assert reg.rollback(client, NAME, "alarms", "test") == ("2", "1")
             assert reg.version_ref(client, NAME, CHAMPION_ALIAS).version == "1"
             # same data, same seed: same metrics as the registered version records
             again = evaluate_xgb(fit(FAST), world)[1]

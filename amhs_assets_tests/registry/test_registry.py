@@ -6,7 +6,6 @@ import math
 import threading
 import time
 import types
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,6 +25,7 @@ from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.ingest.clean import regularize, type_columns
 from amhs_assets.registry import store as reg
 from amhs_assets.registry.gate import GateConfig, VersionRef, candidate_metrics, decide
+from amhs_assets.registry.ledger import read_ledger
 from amhs_assets.registry.tags import (
     KEPT_CHAMPION,
     NOTHING,
@@ -183,8 +183,7 @@ def store(tmp_path_factory):
     client.set_terminated(run.info.run_id)
     info = types.SimpleNamespace(model_uri=f"runs:/{run.info.run_id}/model",
                                  run_id=run.info.run_id, model_id=None)
-    return types.SimpleNamespace(data=data, tracking=tracking, client=client, info=info,
-                                 lock=Path(tracking.lock_path))
+    return types.SimpleNamespace(data=data, tracking=tracking, client=client, info=info)
 
 
 def add_version(store, name: str, mae: float, **kwargs) -> str:
@@ -216,7 +215,7 @@ def test_a_failed_registration_leaves_no_half_registered_version(store, monkeypa
 
 def test_the_gate_moves_the_champion_and_records_decision_and_history(store):
     name = "amhs-gate"
-    gate = lambda: reg.apply_gate(store.client, name, GateConfig(), FV, store.lock, "test")  # noqa: E731
+    gate = lambda: reg.apply_gate(store.client, name, GateConfig(), FV, "test")  # noqa: E731
     assert gate().outcome == NOTHING  # no model registered yet
     add_version(store, name, 30.0)
     assert gate().outcome == PROMOTED and champion_of(store, name) == "1"
@@ -227,7 +226,9 @@ def test_the_gate_moves_the_champion_and_records_decision_and_history(store):
     assert v2["decided_at"].endswith("Z")
     add_version(store, name, 25.0)  # better
     assert gate().outcome == PROMOTED and champion_of(store, name) == "3"
-    assert store.client.get_model_version(name, "3").tags["previous_champion"] == "1"
+    moves = read_ledger(store.client, name).moves(CHAMPION_ALIAS)
+    assert [(m.kind, m.from_version, m.to_version) for m in moves] == [
+        ("gate_promotion", None, "1"), ("gate_promotion", "1", "3")]
     assert gate().outcome == NOTHING  # decided once
     add_version(store, name, 10.0, passed=False)  # fails the checks: never a challenger
     assert reg.version_ref(store.client, name, CHALLENGER_ALIAS).version == "3"
@@ -237,34 +238,36 @@ def test_manual_promote_and_rollback_record_who_when_and_why(store):
     name = "amhs-manual"
     for mae in (30.0, 29.0, 28.0):
         add_version(store, name, mae)
-    reg.promote(store.client, name, "1", "first", "alice", store.lock, None)
-    reg.promote(store.client, name, "3", "hotfix for line 2", "bob", store.lock, "1")
+    reg.promote(store.client, name, "1", "first", "alice", None)
+    reg.promote(store.client, name, "3", "hotfix for line 2", "bob", "1")
     v3 = store.client.get_model_version(name, "3").tags
     assert (v3["promotion_decision"], v3["promotion_reason"], v3["decided_by"]) == (
         "manual_promote", "hotfix for line 2", "bob")
-    assert v3["previous_champion"] == "1"
+    last = read_ledger(store.client, name).last_move(CHAMPION_ALIAS)
+    assert (last.from_version, last.to_version, last.who, last.reason) == (
+        "1", "3", "bob", "hotfix for line 2")
     with pytest.raises(ValueError, match="reason"):
-        reg.promote(store.client, name, "2", "  ", "bob", store.lock, "3")
-    assert reg.rollback(store.client, name, "alarms on line 2", "carol", store.lock) == ("3", "1")
+        reg.promote(store.client, name, "2", "  ", "bob", "3")
+    assert reg.rollback(store.client, name, "alarms on line 2", "carol") == ("3", "1")
     assert champion_of(store, name) == "1"
     v3 = store.client.get_model_version(name, "3").tags
     assert v3["rollback_reason"] == "alarms on line 2" and v3["rolled_back_by"] == "carol"
     assert store.client.get_model_version(name, "1").tags["promotion_decision"] == "rollback"
-    with pytest.raises(ValueError, match="no previous champion"):
-        reg.rollback(store.client, name, "again", "carol", store.lock)
+    with pytest.raises(ValueError, match="records no champion before v1"):
+        reg.rollback(store.client, name, "again", "carol")
 
 
 def test_two_concurrent_promotions_leave_one_champion(store):
     name = "amhs-race"
     for mae in (30.0, 29.0, 28.0):
         add_version(store, name, mae)
-    reg.promote(store.client, name, "1", "start", "t", store.lock, None)
+    reg.promote(store.client, name, "1", "start", "t", None)
     barrier, outcomes = threading.Barrier(2), {}
 
     def contender(version: str) -> None:
         barrier.wait()
         try:
-            reg.promote(store.client, name, version, "race", "t", store.lock, "1")
+            reg.promote(store.client, name, version, "race", "t", "1")
             outcomes[version] = "won"
         except reg.ConcurrentPromotion:
             outcomes[version] = "refused"
@@ -308,8 +311,8 @@ def test_promote_refuses_when_the_champion_moved_meanwhile(store):
     name = "amhs-cas"
     for mae in (30.0, 29.0):
         add_version(store, name, mae)
-    reg.promote(store.client, name, "1", "start", "t", store.lock, None)
+    reg.promote(store.client, name, "1", "start", "t", None)
     with pytest.raises(reg.ConcurrentPromotion, match="moved from vNone to v1"):
-        reg.promote(store.client, name, "2", "late", "t", store.lock, None)
+        reg.promote(store.client, name, "2", "late", "t", None)
     assert champion_of(store, name) == "1"
     assert "promotion_decision" not in store.client.get_model_version(name, "2").tags

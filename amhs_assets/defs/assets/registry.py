@@ -113,7 +113,7 @@ def champion_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     """The version the registry serves: the challenger replaces it only if it beats it on the same test window by the configured margin (the promotion gate)."""
     client = mlflow.client()
     decision = apply_gate(client, REGISTERED_MODEL_NAME, settings.gate.pure(), FEATURE_VERSION,
-                          Path(mlflow.lock_path), who=f"promotion_job {context.run_id[:8]}")
+                          who=f"promotion_job {context.run_id[:8]}")
     champion = version_ref(client, REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
     value = {"champion": champion.version if champion else None, "decision": decision.outcome,
              "reason": decision.reason, "challenger": decision.challenger,
