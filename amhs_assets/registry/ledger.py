@@ -221,9 +221,18 @@ def append_entry(client: MlflowClient, experiment_id: str, ledger: Ledger, *, al
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(k, fields[k]) for k in FIELDS])
     client.set_terminated(run_id)
-    version = client.create_model_version(
-        ledger_model(model), f"runs:/{run_id}/ledger", run_id=run_id, await_creation_for=0,
-        description=f"{kind}: {alias} v{from_version} -> v{to_version} by {who}")
+    problem = None
+    try:
+        client.create_model_version(
+            ledger_model(model), f"runs:/{run_id}/ledger", run_id=run_id, await_creation_for=0,
+            description=f"{kind}: {alias} v{from_version} -> v{to_version} by {who}")
+    except MlflowException as exc:  # the store may have made it anyway (a retried request)
+        problem = exc
+    # a request retried after the store had answered can number the run twice: the first counts
+    made = client.search_model_versions(f"name='{ledger_model(model)}' and run_id='{run_id}'")
+    if not made:
+        raise problem or MlflowException(f"the ledger of {model} did not number run {run_id}")
+    version = min(made, key=lambda v: int(v.version))
     entry = Entry(seq=int(version.version), alias=alias, kind=kind, from_version=from_version,
                   to_version=to_version, who=who, os_user=fields["os_user"],
                   host=fields["host"], reason=fields["reason"], after=ledger.last_seq,

@@ -308,6 +308,14 @@ MOVE_ATTEMPTS = 3  # appends tried when other entries (e.g. a new challenger) go
 Plan = Callable[[Ledger, "str | None"], str]  # (ledger, champion now) -> the version to move to
 
 
+def ledger_experiment(client: MlflowClient) -> str:
+    """The ledger's experiment (artifacts, of which it has none, beside the embedded store's)."""
+    uri = client.tracking_uri
+    artifacts = (str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
+                 if uri.startswith("sqlite:///") else None)
+    return ensure_experiment(client, LEDGER_EXPERIMENT, artifacts)
+
+
 def _alias_now(client: MlflowClient, name: str, alias: str) -> str | None:
     ref = version_ref(client, name, alias)
     return ref.version if ref else None
@@ -345,7 +353,7 @@ def move_champion(client: MlflowClient, name: str, plan: Plan, *, kind: str, rea
     ledger: the move is recorded first and made only if its entry is committed (nobody appended
     since the ledger was read); returns (the champion it replaced, the entry). plan raises to
     refuse (e.g. ConcurrentPromotion when the champion is not the one its caller read)."""
-    experiment = ensure_experiment(client, LEDGER_EXPERIMENT, None)
+    experiment = ledger_experiment(client)
     lost: list[Entry] = []
     for _ in range(MOVE_ATTEMPTS):
         ledger = read_ledger(client, name)
@@ -379,7 +387,7 @@ def record_alias(client: MlflowClient, name: str, alias: str, version: str, *, k
 def _append_committed(client: MlflowClient, name: str, alias: str, source: str | None,
                       target: str | None, kind: str, reason: str, who: str) -> Entry:
     """Append an entry that records a move already made, until it is committed."""
-    experiment = ensure_experiment(client, LEDGER_EXPERIMENT, None)
+    experiment = ledger_experiment(client)
     for _ in range(MOVE_ATTEMPTS * 2):
         entry = append_entry(client, experiment, read_ledger(client, name), alias=alias,
                              kind=kind, from_version=source, to_version=target, who=who,

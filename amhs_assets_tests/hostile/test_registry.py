@@ -23,7 +23,6 @@ from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.registry import store as reg
 from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.ledger import (
-    LEDGER_EXPERIMENT,
     append_entry,
     caller,
     os_user,
@@ -164,7 +163,7 @@ def test_an_mlflow_login_counts_only_when_the_server_checks_it(monkeypatch, stat
 def test_two_writers_that_read_the_same_ledger_cannot_both_commit(store):
     name = "amhs-same-read"
     add_versions(store, name, 30.0, 29.0)
-    experiment = reg.ensure_experiment(store.client, LEDGER_EXPERIMENT, None)
+    experiment = reg.ledger_experiment(store.client)
     seen = read_ledger(store.client, name)
     first, second = (append_entry(store.client, experiment, seen, alias=CHAMPION_ALIAS,
                                   kind="manual_promote", from_version=None, to_version=v,
@@ -178,7 +177,7 @@ def test_a_recorded_move_whose_alias_did_not_follow_blocks_moves_until_it_settle
     name = "amhs-interrupted"
     add_versions(store, name, 30.0, 29.0)
     reg.promote(store.client, name, "1", "start", "ops", None)
-    experiment = reg.ensure_experiment(store.client, LEDGER_EXPERIMENT, None)
+    experiment = reg.ledger_experiment(store.client)
     append_entry(store.client, experiment, read_ledger(store.client, name),  # then a crash
                  alias=CHAMPION_ALIAS, kind="manual_promote", from_version="1",
                  to_version="2", who="crashed", reason="interrupted")
