@@ -19,7 +19,7 @@ from skops.io.exceptions import UntrustedTypesFoundException
 from amhs_assets.models.ensemble import EnsembleModel, Scaler
 from amhs_assets.models.kinds import Model, kind_name
 from amhs_assets.models.operating import HorizonPolicy
-from amhs_assets.models.unified import UnifiedModel
+from amhs_assets.models.unified import HORIZON_FEATURE, UnifiedModel
 from amhs_assets.models.xgb import HorizonModels, XgbModel
 
 MANIFEST = "manifest.json"
@@ -153,8 +153,10 @@ def load_model(directory: Path) -> Model:
         part = manifest["unified"]
         boosters = _load_boosters(part["boosters"], directory)
         classifier = boosters.pop("state")
+        # the boosters read the horizon as one more column, as the trained model names it
+        unified_names = names if names[-1:] == (HORIZON_FEATURE,) else (*names, HORIZON_FEATURE)
         return UnifiedModel(boosters, classifier, part["fallback"], part["persistence_index"],
-                            tuple(part["horizons_seen"]), names, _load_policies(part))
+                            tuple(part["horizons_seen"]), unified_names, _load_policies(part))
     part = manifest["ensemble"]
     members = _load_members(part, directory)
     arrays = np.load(directory / "ensemble_arrays.npz", allow_pickle=False)

@@ -209,3 +209,17 @@ def test_the_dashboard_reads_the_answer_explain_gives(trained):
     latest = [{"line_id": "A", "as_of": as_of, "model_version": "1", "source": "api",
                "horizons": {"10": {"min": 1.0, "max": 2.0, "avg": 1.5, "state": "CRITICAL"}}}]
     assert "why: comm_errors ↑ · " in status_board(latest, "UTC", [answer])
+
+
+@pytest.mark.parametrize("kind", ["xgb", "unified", "ensemble"])
+def test_a_saved_and_loaded_model_explains_as_the_trained_one(trained, kind, tmp_path):
+    """The registry serves a loaded model: it must read the same columns as the trained one
+    (a loaded unified model once named 222 features for its 223 columns and failed)."""
+    from amhs_assets.models.storage import load_model, save_model
+
+    ds, models = trained
+    save_model(models[kind], tmp_path / "model", ds.feature_names)
+    loaded = load_model(tmp_path / "model")
+    X = ds.X[:20]
+    for h in HORIZONS:
+        assert explain(loaded, X, h) == explain(models[kind], X, h)

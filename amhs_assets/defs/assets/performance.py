@@ -82,7 +82,8 @@ def latest_explanations(cleaned: pd.DataFrame, model, feature_names: tuple[str, 
                         ) -> list[dict]:
     """The watched model's forecast of each line's newest minute with its explanation (the
     API's answer with explain), for the dashboard's "why" beside each light. A line whose
-    newest rows cannot be forecast (a gap in the lookback) is skipped and said."""
+    newest rows cannot be forecast or explained (a gap in the lookback, a model that cannot be
+    explained) is skipped with a warning; the monitoring goes on."""
     predictor = AmhsPredictor(model, {"feature_names": list(feature_names)})
     newest = cleaned.sort_values(["line_id", "timestamp"]).groupby("line_id").tail(LOOKBACK_MIN)
     out = []
@@ -90,7 +91,7 @@ def latest_explanations(cleaned: pd.DataFrame, model, feature_names: tuple[str, 
         try:
             lines = lines_from_frame(rows[list(RAW_COLUMNS)])
             out += predictor.predict_lines(lines, explain=True)
-        except (InputError, TypeError) as exc:
+        except (InputError, TypeError, ValueError) as exc:  # the "why" is an aid: say, go on
             log.warning(f"no explanation for line {line_id!r}: {exc}")
     return out
 
