@@ -70,8 +70,10 @@ from amhs_assets.registry.tags import (
 )
 
 # mlflow's own HTTP retries (its defaults retry for minutes): a few, quickly
+# MLflow prints "View run ... at <host>" when a run ends on a server: stdout is the CLI's answer,
+# and the host it prints would carry a password written into the tracking URI
 HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 class TrackingUnreachable(RuntimeError):

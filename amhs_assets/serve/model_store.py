@@ -9,6 +9,7 @@ that fails to load leaves the served one in place; the error is logged, counted 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import threading
@@ -156,6 +157,9 @@ class ModelStore:
                 self._count("failure")
                 raise ReloadFailed(self.last_reload_error) from exc
             self.current, self._failed_version, self.last_reload_error = served, None, None
+            # the libraries and the model live as long as the process: a full garbage collection
+            # over them held the GIL ~350 ms (a /health stall); frozen, it skips them
+            gc.freeze()
             if self.metrics:
                 self.metrics.model_swapped(current.ref if current else None, served.ref)
             self._count("success")

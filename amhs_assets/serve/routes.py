@@ -119,9 +119,9 @@ def forecast(state, served: ServedModel, body: bytes, explain: bool) -> tuple[li
     """A body's predictions and the answer's JSON (in a worker thread): the shape is checked
     before pydantic parses, the rows before the model runs."""
     settings = state.settings
-    check_shape(body, settings.max_row_keys, settings.max_row_bytes, settings.max_rows)
+    spans = check_shape(body, settings.max_row_keys, settings.max_row_bytes, settings.max_rows)
     lines, asked = validate_request(body, state.adapter, settings.max_rows,
-                                    served.predictor.lookback)
+                                    served.predictor.lookback, spans)
     predictions = served.predictor.predict_lines(lines, explain=explain or asked)
     return predictions, orjson.dumps({"model": served.ref, "predictions": predictions})
 

@@ -61,11 +61,12 @@ def row_model() -> type:
     return row
 
 
-def request_adapter(max_rows: int) -> TypeAdapter:
-    """Validator of a POST /v1/predict body: {"rows": [1..max_rows raw rows]}."""
+def request_adapter(max_rows: int | None, row: Any = None, min_rows: int = 1) -> TypeAdapter:
+    """Validator of a POST /v1/predict body: {"rows": [min_rows..max_rows raw rows]} (`row`:
+    another item type, e.g. Any for a body whose rows are checked apart)."""
     # fail_fast: a body of many bad rows costs one row's errors, not millions of error objects
-    rows = Annotated[list[row_model()], Field(  # type: ignore[misc]
-        min_length=1, max_length=max_rows, fail_fast=True,
+    rows = Annotated[list[row or row_model()], Field(  # type: ignore[misc]
+        min_length=min_rows, max_length=max_rows, fail_fast=True,
         description="rows of one or more lines, at least the model's lookback per line, any order")]
     explain = NotRequired[Annotated[bool, Strict(), Field(
         description="also return, per line and horizon, the raw columns that pushed the "

@@ -9,6 +9,8 @@ before the parser sees it. Bodies that are not well-formed JSON pass: the parser
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from amhs_assets.serve.validation import RequestError
@@ -58,31 +60,44 @@ def _structure(body: bytes) -> tuple[np.ndarray, ...] | None:
     return where, kind, depth, opens, closes
 
 
-def check_shape(body: bytes, max_keys: int, max_row_bytes: int, max_rows: int) -> None:
+@dataclass(frozen=True)
+class RowSpans:
+    """Where each row of a body {"rows": [row, ...], ...} lies: body[starts[i]:ends[i]]."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def check_shape(body: bytes, max_keys: int, max_row_bytes: int, max_rows: int
+                ) -> RowSpans | None:
     """Refuse (413) a body with a row (or the body itself) of more than `max_keys` keys, a row
-    of more than `max_row_bytes` bytes or more than `max_rows` rows (0: that limit is off)."""
+    of more than `max_row_bytes` bytes or more than `max_rows` rows (0: that limit is off).
+
+    Returns the rows' byte spans when the body was scanned and holds one array of containers
+    only (what `validation.parse_request` can check a piece at a time), else None."""
     if (not max_keys or body.count(b":") <= max_keys) and (
             not max_row_bytes or len(body) <= max_row_bytes) and (
             not max_rows or body.count(b",") < max_rows):
-        return  # too small to break any limit: no scan
+        return None  # too small to break any limit: no scan
     found = _structure(body)
     if found is None:
-        return
+        return None
     where, kind, depth, opens, closes = found
     if depth.max() > MAX_DEPTH:
         raise RequestError(413, f"JSON nested more than {MAX_DEPTH} deep; a row is a flat "
                                 "object of the contract's columns")
     in_rows = depth == ROW_DEPTH  # rows' own keys, and the opening of each row
-    if max_rows and np.count_nonzero((kind == _COMMA) & (depth == ROW_DEPTH - 1)) >= max_rows:
+    separators = np.count_nonzero((kind == _COMMA) & (depth == ROW_DEPTH - 1))
+    if max_rows and separators >= max_rows:
         raise RequestError(413, f"too many rows: at most {max_rows} per request; split the lines "
                                 "over several requests (AMHS_MAX_ROWS)")
     first = np.flatnonzero(opens & in_rows)  # token index of each row's { (or [)
     last = np.flatnonzero(closes & (depth == ROW_DEPTH - 1))  # and of its } (or ])
     if max_keys:
         colon = kind == _COLON
-        outer = np.count_nonzero(colon & (depth < ROW_DEPTH))  # keys of the body itself
-        if outer > max_keys:
-            raise RequestError(413, f"{outer} keys outside the rows, at most {max_keys} "
+        own = np.count_nonzero(colon & (depth < ROW_DEPTH))  # keys of the body itself
+        if own > max_keys:
+            raise RequestError(413, f"{own} keys outside the rows, at most {max_keys} "
                                     '(AMHS_MAX_ROW_KEYS); the body is {"rows": [...]}')
         keys = np.cumsum(colon & in_rows, dtype=np.int32)
         counts = keys.take(last) - keys.take(first)
@@ -96,6 +111,11 @@ def check_shape(body: bytes, max_keys: int, max_row_bytes: int, max_rows: int) -
         if len(big):
             raise _row_error(int(big[0]), f"{int(sizes[big[0]])} bytes of JSON, at most "
                              f"{max_row_bytes} per row (AMHS_MAX_ROW_BYTES)")
+    outer = np.flatnonzero(opens & (depth == ROW_DEPTH - 1))
+    one_array = len(outer) == 1 and kind[outer[0]] == _OPEN[1]
+    if one_array and len(first) == separators + 1:  # nothing but containers in it
+        return RowSpans(where.take(first), where.take(last) + 1)
+    return None
 
 
 def _row_error(row: int, what: str) -> RequestError:

@@ -8,6 +8,7 @@ and each line's lookback history (with short gaps filled as the cleaning does).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timezone
 from operator import itemgetter
@@ -24,8 +25,12 @@ from amhs_assets.contract import (
     TRANSFER_TIME_COLUMNS,
 )
 from amhs_assets.registry.predictor import InputError, LineRows, window_of
+from amhs_assets.serve.schemas import request_adapter
 
 MAX_ERRORS = 20  # problems listed in one answer; error_count says how many there were
+# pydantic-core holds the GIL while it parses: a large body is checked a piece at a time so that
+# the event loop (/health) gets a turn between pieces
+PIECE_BYTES = 256 * 1024
 _VALUES = itemgetter(*NUMERIC_COLUMNS)
 _INT_POS = np.array([NUMERIC_COLUMNS.index(c) for c in INTEGER_COLUMNS])
 # the span pandas (hence the cleaning) can hold: 1678-01-01 .. 2262-01-01, in epoch minutes
@@ -106,8 +111,10 @@ def _line_of(rows: list, i: object) -> str | None:
     return line if isinstance(line, str) else None
 
 
-def _from_pydantic(exc: ValidationError, body: bytes, max_rows: int) -> RequestError:
-    """Map pydantic's errors to a 400 (JSON), 413 (too many rows) or 422 (rows)."""
+def _from_pydantic(exc: ValidationError, body: bytes, max_rows: int, offset: int = 0
+                   ) -> RequestError:
+    """Map pydantic's errors to a 400 (JSON), 413 (too many rows) or 422 (rows); the rows of
+    `body` are rows offset.. of the request."""
     errors = exc.errors(include_url=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return RequestError(400, f"invalid JSON: {errors[0]['msg']}")
@@ -125,16 +132,51 @@ def _from_pydantic(exc: ValidationError, body: bytes, max_rows: int) -> RequestE
         row = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
         field = str(loc[2]) if len(loc) > 2 else ("rows" if row is None else None)
         got = "" if e["type"] == "missing" else f" (got {_shown(e.get('input'))})"
-        items.append(problem(row, field, f"{e['msg']}{got}", _line_of(rows, row)))
+        items.append(problem(None if row is None else row + offset, field, f"{e['msg']}{got}",
+                             _line_of(rows, row)))
     return rejected(422, items, len(errors))
 
 
-def parse_request(body: bytes, adapter: TypeAdapter, max_rows: int) -> dict:
-    """A body, its rows typed and range-checked by pydantic, or a RequestError."""
+def parse_request(body: bytes, adapter: TypeAdapter, max_rows: int, spans=None) -> dict:
+    """A body, its rows typed and range-checked by pydantic, or a RequestError; with the rows'
+    byte spans (shape.RowSpans: at most max_rows rows, checked), a large body a piece at a time."""
+    if spans is not None and len(body) > 2 * PIECE_BYTES:
+        return _parse_in_pieces(body, spans, max_rows)
     try:
         return adapter.validate_json(body)
     except ValidationError as exc:
         raise _from_pydantic(exc, body, max_rows) from None
+
+
+@functools.cache
+def _piece_adapters() -> tuple[TypeAdapter, TypeAdapter]:
+    """Validators of the body without its rows ({"rows": [], ...}) and of {"rows": [some]}."""
+    return request_adapter(None, row=Any, min_rows=0), request_adapter(None, min_rows=0)
+
+
+def _parse_in_pieces(body: bytes, spans, max_rows: int) -> dict:
+    """parse_request of a body whose rows lie at spans: the rest of the body, then the rows in
+    pieces of about PIECE_BYTES (errors name the same rows and fields as in one piece)."""
+    outer, rows_adapter = _piece_adapters()
+    rest = body[:spans.starts[0]] + body[spans.ends[-1]:]
+    try:
+        request = outer.validate_json(rest)
+    except ValidationError as exc:
+        raise _from_pydantic(exc, rest, max_rows) from None
+    if request["rows"] != []:  # the array found was not the rows
+        raise RequestError(422, 'the body must be a JSON object {"rows": [...]}')
+    cuts = np.searchsorted(spans.starts, np.arange(0, len(body), PIECE_BYTES)[1:])
+    rows: list = []
+    for a, b in zip([0, *np.unique(cuts)], [*np.unique(cuts), len(spans.starts)]):
+        if a == b:
+            continue
+        piece = b'{"rows":[' + body[spans.starts[a]:spans.ends[b - 1]] + b"]}"
+        try:
+            rows += rows_adapter.validate_json(piece)["rows"]
+        except ValidationError as exc:
+            raise _from_pydantic(exc, piece, max_rows, offset=int(a)) from None
+    request["rows"] = rows
+    return request
 
 
 def parse_rows(body: bytes, adapter: TypeAdapter, max_rows: int) -> list[dict]:
@@ -256,9 +298,9 @@ def validate_body(body: bytes, adapter: TypeAdapter, max_rows: int, lookback: in
     return validate_request(body, adapter, max_rows, lookback)[0]
 
 
-def validate_request(body: bytes, adapter: TypeAdapter, max_rows: int, lookback: int
-                     ) -> tuple[list[LineRows], bool]:
+def validate_request(body: bytes, adapter: TypeAdapter, max_rows: int, lookback: int,
+                     spans=None) -> tuple[list[LineRows], bool]:
     """A request body to lines ready for AmhsPredictor.predict_lines and whether it asks for
-    explanations (its `explain` field), or a RequestError."""
-    request = parse_request(body, adapter, max_rows)
+    explanations (its `explain` field), or a RequestError (`spans`: see parse_request)."""
+    request = parse_request(body, adapter, max_rows, spans)
     return to_lines(request["rows"], lookback), bool(request.get("explain", False))

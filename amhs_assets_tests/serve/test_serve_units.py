@@ -14,8 +14,9 @@ from amhs_assets.contract import CROSS_COLUMN_RULES, NUMERIC_COLUMNS, TRANSFER_T
 from amhs_assets.serve.config import ServeSettings
 from amhs_assets.serve.prediction_log import PredictionLog, prune_days
 from amhs_assets.serve.schemas import request_adapter
+from amhs_assets.serve import validation
 from amhs_assets.serve.shape import check_shape
-from amhs_assets.serve.validation import NUMPY_RULES, RequestError, validate_body
+from amhs_assets.serve.validation import NUMPY_RULES, RequestError, parse_request, validate_body
 from amhs_assets_tests.support import valid_rows
 
 
@@ -162,3 +163,30 @@ def test_limits_come_from_the_environment_and_a_bad_one_is_named():
         ServeSettings.from_env({"AMHS_HEADER_TIMEOUT_S": "soon"})
     with pytest.raises(ValueError, match="AMHS_MAX_IN_FLIGHT"):
         ServeSettings.from_env({"AMHS_MAX_IN_FLIGHT": "0"})
+
+
+def parsed(body: bytes, pieces: bool) -> object:
+    """parse_request's result or (status, detail, errors, count), in one go or in pieces."""
+    spans = check_shape(body, 128, 16384, 1000)
+    assert spans is not None
+    try:
+        return parse_request(body, request_adapter(1000), 1000, spans if pieces else None)
+    except RequestError as exc:
+        return exc.status, exc.detail, exc.errors, exc.count
+
+
+def test_a_large_body_checked_in_pieces_gets_the_answer_of_one_piece(monkeypatch):
+    monkeypatch.setattr(validation, "PIECE_BYTES", 2000)  # pieces of about 3 rows
+    records = records_of(pd.concat([valid_rows(130, "L1"), valid_rows(130, "L2", seed=3)]))
+    bodies = [{"rows": records}, {"rows": records, "explain": True}, {"rows": records, "x": 1}]
+    for i, change in [(7, {"vehicles_total": "200"}), (100, {"line_id": "a b"}),
+                      (200, {"wip_lots": -1}), (259, {"timestamp": "soon"})]:
+        bodies.append({"rows": [dict(r, **change) if k == i else r
+                                for k, r in enumerate(records)]})
+    bodies.append({"rows": records[:50] + [[1, 2]] + records[50:]})
+    bodies.append({"rows": records, "explain": "yes"})
+    for body in bodies:
+        one, pieces = (parsed(orjson.dumps(body), p) for p in (False, True))
+        assert one == pieces, (one if isinstance(one, tuple) else "ok", pieces)
+    assert parsed(orjson.dumps(bodies[3]), True)[1].startswith("row 7, line 'L1', field "
+                                                               "'vehicles_total'")
