@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -213,10 +214,16 @@ def write_json(path: Path, document: Any) -> Path:
 def write_text(path: Path, text: str) -> Path:
     """Write a text file atomically: to a temporary file beside it, then renamed over it, so a
     reader (or a run killed mid-way) never leaves or sees half a file."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write a file atomically (write_text's way); the temporary name carries the process and
+    the thread, so two writers of one path never share it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
-"""The monitoring dashboard: one self-contained HTML page (plotly.js inlined once, no CDN), no
-Dagster. The asset gathers the inputs; `render_dashboard` returns the page and its chart count.
+"""The monitoring dashboard: one HTML page that loads the reports folder's shared plotly.js
+(html.write_page puts it beside the page; no CDN), no Dagster. The asset gathers the inputs;
+`render_dashboard` returns the page and its chart count.
 
 Sections: verdict, forecast status per line (traffic lights that carry a shape and a word, not
 colour alone, and, when given, why: the raw columns that pushed CRITICAL most), live
@@ -14,10 +15,17 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from amhs_assets.dashboard import figures as figs
-from amhs_assets.html import OKABE_ITO, check_timezone, esc, local_time, note, num
+from amhs_assets.html import (
+    OKABE_ITO,
+    check_timezone,
+    esc,
+    local_time,
+    note,
+    num,
+    plotly_script,
+)
 from amhs_assets.monitoring.performance import hourly_error
 
 LIGHTS = {  # state -> (shape, background, text colour)
@@ -107,7 +115,7 @@ def quarantined_per_day(rows_csv: Path, tz: str) -> tuple[pd.DataFrame, int]:
 
 
 def _figure(fig: go.Figure | None, empty: str) -> tuple[str, int]:
-    """A figure as a responsive div relying on the page's one plotly.js, or a note; and 1 or 0."""
+    """A figure as a responsive div relying on the shared plotly.js, or a note; and 1 or 0."""
     if fig is None:
         return note(empty), 0
     fig.update_layout(template="plotly_white", font={"size": 12},
@@ -335,7 +343,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<link rel="icon" href="data:,">'  # no favicon request: the page needs nothing else
             f"<title>AMHS monitoring</title><style>{CSS}</style>"
-            f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
+            f"{plotly_script()}</head>"
             f'<body><div class="page">{"".join(body)}</div>{RESIZE}</body></html>')
     return page, sum(c[1] for c in charts)
 

@@ -1,4 +1,5 @@
-"""The human-readable evaluation report: one self-contained HTML page with plotly figures.
+"""The human-readable evaluation report: one HTML page with plotly figures that loads the reports
+folder's shared plotly.js (html.write_page puts it beside the page).
 
 Pure functions, no Dagster: the evaluation asset hands over evaluation.json (SPEC section 4),
 the test-window predictions and the feature importances, and writes the string this returns.
@@ -11,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from amhs_assets.contract import (
@@ -29,7 +29,15 @@ from amhs_assets.evaluation.alarm_report import (
     reliability_figure,
 )
 from amhs_assets.evaluation.evaluate import MODEL_ORDER, V8_BARS
-from amhs_assets.html import OKABE_ITO, check_timezone, esc, local_time, note, num
+from amhs_assets.html import (
+    OKABE_ITO,
+    check_timezone,
+    esc,
+    local_time,
+    note,
+    num,
+    plotly_script,
+)
 
 MODEL_COLOURS = {"persistence": OKABE_ITO["black"], "xgb": OKABE_ITO["blue"],
                  "unified": OKABE_ITO["orange"], "ensemble": OKABE_ITO["green"],
@@ -45,7 +53,9 @@ SECTION_TITLES: dict[str, str] = {
     "howto": "How to read this report"}
 MAX_LINES_IN_DAY_PLOT = 20
 TOP_FEATURES = 20
-BAR_LABELS = {"mae": "MAE < {v:g} s", "r2": "R² > {v:g}", "accuracy": "accuracy > {v:.0%}"}
+# the fab's V8 figures, shown as a reference beside ours (their metric is the fab's own)
+REFERENCE_CELLS = {"mae": "&lt; {v:g}", "r2": "&gt; {v:g}", "accuracy": "&gt; {v:.0%}"}
+REFERENCE_LABELS = {"mae": "MAE < {v:g} s", "r2": "R² > {v:g}", "accuracy": "accuracy > {v:.0%}"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1a1a1a}
@@ -53,7 +63,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;c
 h2{border-bottom:2px solid #0072B2;padding-bottom:4px;margin-top:2em}.muted{color:#666;font-size:.9em}
 .scroll{overflow-x:auto}table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eef3f8}
-td.name,th.name{text-align:left}.pass{color:#0072B2;font-weight:600}.fail{color:#D55E00;font-weight:600}
+td.name,th.name{text-align:left}tr.reference td{color:#555;background:#f4f4f4;font-style:italic}
 .best{text-decoration:underline}.note{background:#fff8e1;border-left:4px solid #E69F00;padding:6px 10px}
 """
 
@@ -69,7 +79,7 @@ def _horizons(values: pd.Series) -> list[int]:
 
 
 def _figure_html(fig: go.Figure) -> str:
-    """A figure as a div that relies on the page's single inlined plotly.js."""
+    """A figure as a div that relies on the shared plotly.js."""
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 60, "b": 50})
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
@@ -82,27 +92,22 @@ def improvement_pct(mae: Any, baseline_mae: Any) -> float | None:
     return (baseline_mae - mae) / baseline_mae * 100.0
 
 
-def passes_bar(metric: str, value: Any, bars: dict[str, float]) -> bool | None:
-    """Whether a metric beats the bar (MAE below, others above); None without value or bar."""
-    value = num(value)
-    if value is None or metric not in bars:
-        return None
-    return value < bars[metric] if metric == "mae" else value > bars[metric]
-
-
-def _metric_cell(metric: str, value: Any, bars: dict[str, float], fmt: str,
-                 best: bool = False) -> str:
-    """A table cell with the value and, where a bar applies, a coloured symbol and word."""
+def _metric_cell(value: Any, fmt: str, best: bool = False) -> str:
+    """A table cell with the value (underlined when best); '—' without one."""
     number = num(value)
     if number is None:
         return "<td>—</td>"
     text = format(number, fmt)
-    verdict = passes_bar(metric, number, bars)
-    css = ["best"] if best else []
-    if verdict is not None:
-        css.append("pass" if verdict else "fail")
-        text += " ✔ pass" if verdict else " ✘ fail"
-    return f'<td class="{" ".join(css)}">{text}</td>' if css else f"<td>{text}</td>"
+    return f'<td class="best">{text}</td>' if best else f"<td>{text}</td>"
+
+
+def _reference_row(columns: list[str], reference: dict[str, float]) -> list[str] | None:
+    """The fab's V8 figures under our metrics, neutral grey: a reference, not a verdict."""
+    if not reference:
+        return None
+    cells = [f"<td>{REFERENCE_CELLS[c].format(v=reference[c])}</td>"
+             if c in reference and c in REFERENCE_CELLS else "<td></td>" for c in columns]
+    return ['<td class="name" colspan="2">fab V8 (reference, fab metric)</td>', *cells]
 
 
 def _champion_label(champion: dict | None) -> str:
@@ -146,11 +151,15 @@ def _name_cell(text: Any) -> str:
     return f'<td class="name">{esc(text)}</td>'
 
 
-def _table(headers: list[str], n_names: int, rows: list[list[str]]) -> str:
-    """An HTML table (the first n_names columns are text) in a scrollable box; '' without rows."""
+def _table(headers: list[str], n_names: int, rows: list[list[str]],
+           reference: list[str] | None = None) -> str:
+    """An HTML table (the first n_names columns are text) in a scrollable box, with a grey
+    reference row under it when given; '' without rows."""
     head = "".join(f'<th class="name">{h}</th>' if i < n_names else f"<th>{h}</th>"
                    for i, h in enumerate(headers))
     body = "".join(f"<tr>{''.join(cells)}</tr>" for cells in rows)
+    if rows and reference:
+        body += f'<tr class="reference">{"".join(reference)}</tr>'
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>' if rows else ""
 
 
@@ -159,8 +168,8 @@ def _by_model(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("model", key=lambda s: s.map(_model_sort_key))
 
 
-def _regression_table(rows: pd.DataFrame, bars: dict[str, float]) -> str:
-    """Per target and model: MAE, RMSE, R², improvement vs persistence, with bar marks."""
+def _regression_table(rows: pd.DataFrame, reference: dict[str, float]) -> str:
+    """Per target and model: MAE, RMSE, R², improvement vs persistence; the V8 reference under."""
     body = []
     for target in [t for t in REGRESSION_TARGETS if t in set(rows["target"])]:
         part = _by_model(rows[rows["target"] == target])
@@ -171,39 +180,48 @@ def _regression_table(rows: pd.DataFrame, bars: dict[str, float]) -> str:
             mae = num(rec.get("mae"))
             gain = None if rec["model"] == "persistence" else improvement_pct(mae, base_mae)
             body.append([_name_cell(target), _name_cell(rec["model"]),
-                         _metric_cell("mae", mae, bars, ".2f", mae is not None and mae == best_mae),
-                         _metric_cell("rmse", rec.get("rmse"), bars, ".2f"),
-                         _metric_cell("r2", rec.get("r2"), bars, ".3f"),
+                         _metric_cell(mae, ".2f", mae is not None and mae == best_mae),
+                         _metric_cell(rec.get("rmse"), ".2f"), _metric_cell(rec.get("r2"), ".3f"),
                          f"<td>{gain:+.1f} %</td>" if gain is not None else "<td>—</td>",
                          f"<td>{esc(rec.get('n', '—'))}</td>"])
-    return _table(["target", "model", "MAE (s)", "RMSE (s)", "R²", "MAE vs persistence", "n"], 2, body)
+    return _table(["target", "model", "MAE (s)", "RMSE (s)", "R²", "MAE vs persistence", "n"], 2,
+                  body, _reference_row(["mae", "rmse", "r2", "gain", "n"], reference))
 
 
-def _state_table(rows: pd.DataFrame, bars: dict[str, float]) -> str:
-    """Per model: accuracy, macro-F1 and CRITICAL recall, with the accuracy bar mark."""
+def _state_table(rows: pd.DataFrame, reference: dict[str, float]) -> str:
+    """Per model: accuracy, macro-F1 and CRITICAL recall; the V8 reference under."""
     body = []
     for rec in _by_model(rows[rows["target"] == "state"]).to_dict("records"):
         recall = rec.get("recall") if isinstance(rec.get("recall"), dict) else {}
         body.append([_name_cell("state"), _name_cell(rec["model"]),
-                     _metric_cell("accuracy", rec.get("accuracy"), bars, ".1%"),
-                     _metric_cell("macro_f1", rec.get("macro_f1"), bars, ".3f"),
-                     _metric_cell("recall", recall.get("CRITICAL"), bars, ".1%"),
+                     _metric_cell(rec.get("accuracy"), ".1%"),
+                     _metric_cell(rec.get("macro_f1"), ".3f"),
+                     _metric_cell(recall.get("CRITICAL"), ".1%"),
                      f"<td>{esc(rec.get('n', '—'))}</td>"])
-    return _table(["target", "model", "accuracy", "macro-F1", "CRITICAL recall", "n"], 2, body)
+    return _table(["target", "model", "accuracy", "macro-F1", "CRITICAL recall", "n"], 2, body,
+                  _reference_row(["accuracy", "macro_f1", "recall", "n"], reference))
 
 
-def _summary_html(results: pd.DataFrame, bars: dict[str, float]) -> str:
-    """One regression table and one state table per horizon."""
-    legend = " · ".join(BAR_LABELS[k].format(v=v) for k, v in bars.items() if k in BAR_LABELS)
-    parts = [f"<h2>{SECTION_TITLES['summary']}</h2>",
-             f'<p class="muted">Bars (fab V8 model): {esc(legend)}. ✔ pass / ✘ fail; '
-             "underlined = lowest MAE of its target.</p>"]
+def reference_note(reference: dict[str, float]) -> str:
+    """What the fab's V8 figures are, and why they are a reference here and not a bar."""
+    figures = ", ".join(REFERENCE_LABELS[k].format(v=v) for k, v in reference.items()
+                        if k in REFERENCE_LABELS)
+    return (f'<p class="muted" id="v8-reference">Reference, not a verdict: the fab\'s V8 model '
+            f"reached {esc(figures)} (grey rows), measured on the fab's own metric, lines and "
+            "data. Our figures are on the simulated metric, which differs, so the two are not "
+            "comparable one to one: nothing here is marked pass or fail against V8. Underlined: "
+            "the lowest MAE of its target.</p>")
+
+
+def _summary_html(results: pd.DataFrame, reference: dict[str, float]) -> str:
+    """One regression table and one state table per horizon, under the V8 reference note."""
+    parts = [f"<h2>{SECTION_TITLES['summary']}</h2>", reference_note(reference)]
     if results.empty:
         return "\n".join([*parts, note("No evaluation results were recorded.")])
     for horizon in _horizons(results["horizon"]):
         rows = results[results["horizon"] == horizon]
-        parts += [f"<h3>Horizon {horizon} min</h3>", _regression_table(rows, bars),
-                  _state_table(rows, bars)]
+        parts += [f"<h3>Horizon {horizon} min</h3>", _regression_table(rows, reference),
+                  _state_table(rows, reference)]
     return "\n".join(parts)
 
 
@@ -360,7 +378,8 @@ def _importance_figure(importances: pd.DataFrame, horizon: int) -> str:
 HOW_TO_READ = """<ul>
 <li><b>Summary</b>: lower MAE/RMSE and higher R² and accuracy are better. <i>MAE vs persistence</i>:
 how much smaller the model's MAE is than carrying the current value forward (+30 % = 30 % smaller
-error). ✔/✘ compare with the fab's V8 bars; CRITICAL recall: share of real CRITICAL minutes caught.</li>
+error). The grey row is the fab's V8 model on the fab's own metric: a reference point, not a bar
+our simulated figures pass or fail. CRITICAL recall: share of real CRITICAL minutes caught.</li>
 <li><b>Predicted vs actual</b>: black = what happened, dotted = predicted avg, shaded band = predicted
 min–max; dashed lines mark the WARNING and CRITICAL thresholds. Pick a line in the top-right menu.</li>
 <li><b>Residuals</b>: narrow and centred on 0 is good; a shift right (left) means systematic over- (under-)
@@ -434,19 +453,20 @@ def _explanation_section(explanations: pd.DataFrame | None) -> str:
 
 
 def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importances: pd.DataFrame,
-                           bars: dict | None = None, timezone: str = "UTC",
+                           reference: dict | None = None, timezone: str = "UTC",
                            validation: pd.DataFrame | None = None,
                            explanations: pd.DataFrame | None = None) -> str:
-    """The evaluation report as one self-contained HTML page (plotly.js inlined once)."""
+    """The evaluation report as one HTML page (plotly.js from the shared assets/ beside it);
+    reference: the fab's figures shown beside ours (V8's by default), never as pass/fail."""
     check_timezone(timezone)
-    bars = {**V8_BARS, **(bars or {})}
+    reference = {**V8_BARS, **(reference or {})}
     evaluation = evaluation or {}
     results, preds = _results_frame(evaluation), _clean_predictions(predictions)
     imps = importances if importances is not None and {"feature", "horizon", "gain"} <= set(importances) \
         else pd.DataFrame(columns=["feature", "horizon", "gain"])
     pred_horizons = _horizons(preds["horizon"])
     no_preds = "No predictions over the test window."
-    body = [_header_html(evaluation, timezone), _summary_html(results, bars),
+    body = [_header_html(evaluation, timezone), _summary_html(results, reference),
             _section("day", [_day_figure(preds, results, h, timezone) for h in pred_horizons], no_preds),
             _section("residuals", [_residual_figure(preds, h) for h in pred_horizons], no_preds),
             _section("confusion", [_confusion_figure(_confusion_matrices(results, h), h)
@@ -460,5 +480,5 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>AMHS model evaluation</title><style>{CSS}</style>"
-            f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
+            f"{plotly_script()}</head>"
             f'<body><div class="page">{"".join(body)}</div></body></html>')

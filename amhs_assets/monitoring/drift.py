@@ -28,28 +28,24 @@ Not monitored: ``vehicles_total`` (fleet size is configuration: it changes in st
 ``pm_active`` (a maintenance calendar). Measured figures: benchmarks/bench_drift.py.
 
 Here: the comparison, the drift document and Evidently's report, and the windows the asset
-compares; the statistic, DriftConfig and the calibration live in drift_calibration.
+compares; the statistic, DriftConfig and the calibration live in drift_calibration, the page
+(drift.html) in drift_page.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from html import escape
-from pathlib import Path
 
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
-from evidently import __version__ as evidently_version
 from evidently.core.report import Snapshot
 from evidently.legacy.core import ColumnType
 from evidently.metrics import DriftedColumnsCount, ValueDrift
 
 from amhs_assets.contract import FLAG_MISSING, KEY_COLUMNS, TARGET_COLUMN
-from amhs_assets.documents import write_text
 from amhs_assets.monitoring.drift_calibration import (
     ColumnThreshold,
     DriftConfig,
@@ -174,7 +170,8 @@ def _target_summary(summary: dict, reference: pd.DataFrame, current: pd.DataFram
 
 @dataclass
 class DriftResult:
-    """The drift document (reports/drift.json) and, built on demand, Evidently's HTML report."""
+    """The drift document (reports/drift.json) and, built on demand, Evidently's report of every
+    pair (drift_page writes drift.html)."""
 
     document: dict
     data: Comparison
@@ -199,31 +196,6 @@ class DriftResult:
             warnings.simplefilter("ignore", RuntimeWarning)
             return Report(metrics).run(Dataset.from_pandas(current, data_definition=definition),
                                        Dataset.from_pandas(reference, data_definition=definition))
-
-    @property
-    def html(self) -> str:
-        """The self-contained HTML of Evidently's report, under a title and the verdict."""
-        page = self.snapshot.get_html_str(as_iframe=False)
-        page = page.replace("<head>", f"<head>\n<title>{REPORT_TITLE}</title>", 1)
-        return re.sub(r"<body[^>]*>", lambda m: m.group(0) + self._header(), page, count=1)
-
-    def _header(self) -> str:
-        """The verdict, the windows and the method, above Evidently's widgets."""
-        doc = self.document
-        verdict = "drift detected" if doc["drift_detected"] else "no drift"
-        windows = "; ".join(f"{k}: {doc[k]['start']} to {doc[k]['end']} ({doc[k]['rows']} rows)"
-                            for k in ("reference", "current"))
-        lines = [f"share of drifted (line, column) pairs {doc['share_drifted']:.2f} "
-                 f"(drift at {doc['drift_share']:.2f})", windows,
-                 "thresholds: the reference's own windows against the rest x "
-                 f"{doc['calibration']['threshold_margin']:g}; Evidently {evidently_version}"]
-        body = "".join(f"<p>{escape(line)}</p>" for line in lines)
-        return (f'<div style="font-family:sans-serif;margin:16px">'
-                f"<h2>{escape(REPORT_TITLE)}: {verdict}</h2>{body}</div>")
-
-    def write_html(self, path: Path | str) -> Path:
-        """Write the HTML report to path (folders created) and return the path."""
-        return write_text(Path(path), self.html)
 
     def evidently_scores(self) -> dict[str, float]:
         """Evidently's ValueDrift score of every pair, by pair name (they equal the document's)."""

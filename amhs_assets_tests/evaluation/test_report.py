@@ -1,4 +1,5 @@
-"""The evaluation report: self-contained HTML, every section, bar marks and graceful gaps."""
+"""The evaluation report: one page on the shared plotly.js, every section, the V8 reference and
+graceful gaps."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ import pytest
 
 from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
 from amhs_assets.evaluation.evaluate import evaluation_records
+from amhs_assets.html import ASSETS_DIR, PLOTLY_JS, plotly_script
 from amhs_assets.evaluation.report import (
     SECTION_TITLES,
     improvement_pct,
     last_full_day,
-    passes_bar,
     render_evaluation_html,
 )
 
 MODELS = ("persistence", "xgb", "unified", "ensemble", "champion")
-PLOTLY_BANNER = "* plotly.js v"  # the licence header at the top of the inlined bundle
+PLOTLY_BANNER = "* plotly.js v"  # the licence header at the top of the bundle
 
 
 def make_evaluation(models=MODELS, xgb_mae: float = 12.0) -> dict:
@@ -81,10 +82,10 @@ def table_row(page: str, target: str, model: str) -> str:
     return match.group(0)
 
 
-def test_page_is_self_contained_with_one_plotly_bundle(full_page):
-    assert "<script src" not in full_page.lower()
-    assert "<link" not in full_page.lower()
-    assert full_page.count(PLOTLY_BANNER) == 1
+def test_page_loads_the_shared_plotly_js_and_inlines_no_bundle(full_page):
+    scripts = re.findall(r'<script[^>]*\bsrc="([^"]*)"', full_page)
+    assert scripts == [f"{ASSETS_DIR}/{PLOTLY_JS}"]  # relative: opens from disk and the API
+    assert "<link" not in full_page.lower() and PLOTLY_BANNER not in full_page
     assert full_page.count("Plotly.newPlot") >= 4 * len(HORIZONS)  # day, residual, confusion, importance
 
 
@@ -106,22 +107,25 @@ def test_times_are_shown_in_the_requested_timezone():
     assert "Asia/Taipei" in page
 
 
-def test_mae_mark_flips_when_crossing_the_bar():
-    passing = render_evaluation_html(make_evaluation(xgb_mae=9.0), pd.DataFrame(), pd.DataFrame())
-    failing = render_evaluation_html(make_evaluation(xgb_mae=11.0), pd.DataFrame(), pd.DataFrame())
-    assert re.search(r'<td class="[^"]*\bpass">9.00 ✔ pass</td>', table_row(passing, "avg", "xgb"))
-    assert re.search(r'<td class="[^"]*\bfail">11.00 ✘ fail</td>', table_row(failing, "avg", "xgb"))
-    assert passes_bar("mae", 9.0, {"mae": 10.0}) and not passes_bar("mae", 11.0, {"mae": 10.0})
-
-
-def test_r2_and_accuracy_pass_above_the_bar_and_custom_bars_apply(full_page):
-    assert "0.700 ✔ pass" in table_row(full_page, "avg", "xgb")
-    assert "80.0% ✔ pass" in table_row(full_page, "state", "xgb")
-    strict = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame(),
-                                    bars={"r2": 0.75, "accuracy": 0.85})
-    assert "0.700 ✘ fail" in table_row(strict, "avg", "xgb")
-    assert "80.0% ✘ fail" in table_row(strict, "state", "xgb")
-    assert passes_bar("r2", None, {"r2": 0.65}) is None
+def test_v8_figures_are_a_neutral_reference_not_pass_or_fail(full_page):
+    good = render_evaluation_html(make_evaluation(xgb_mae=9.0), pd.DataFrame(), pd.DataFrame())
+    bad = render_evaluation_html(make_evaluation(xgb_mae=11.0), pd.DataFrame(), pd.DataFrame())
+    for page in (full_page, good, bad):
+        assert not re.search(r'class="[^"]*\b(pass|fail)\b|✔|✘', page)
+    assert '<td class="best">11.00</td>' in table_row(bad, "avg", "xgb")  # lowest, no verdict
+    assert "<td>0.700</td>" in table_row(bad, "avg", "xgb")
+    assert "<td>80.0%</td>" in table_row(bad, "state", "xgb")
+    # one grey V8 row under each table, with the unit caveat
+    rows = re.findall(r'<tr class="reference">(.*?)</tr>', full_page)
+    assert len(rows) == 2 * len(HORIZONS)
+    assert "<td>&lt; 10</td>" in rows[0] and "<td>&gt; 0.65</td>" in rows[0]
+    assert "<td>&gt; 70%</td>" in rows[1]
+    note = re.search(r'<p class="muted" id="v8-reference">(.*?)</p>', full_page).group(1)
+    assert "MAE &lt; 10 s, R² &gt; 0.65, accuracy &gt; 70%" in note
+    assert "own metric" in note and "simulated metric" in note and "not a verdict" in note
+    other = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame(),
+                                   reference={"r2": 0.75})
+    assert "<td>&gt; 0.75</td>" in re.findall(r'<tr class="reference">(.*?)</tr>', other)[0]
 
 
 def test_improvement_vs_persistence_is_the_relative_mae_reduction(full_page):
@@ -142,7 +146,7 @@ def test_missing_model_still_renders_and_falls_back_to_best_model():
 
 def test_empty_predictions_and_importances_render_with_notes():
     page = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame())
-    assert page.count(PLOTLY_BANNER) == 1
+    assert page.count(plotly_script()) == 1
     assert "No predictions over the test window." in page
     assert "No feature importances." in page
     assert "Horizon 10 min · rows actual" in page  # confusion matrices come from evaluation.json

@@ -14,6 +14,7 @@ from amhs_assets.dashboard.page import (
     render_dashboard,
 )
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.html import write_page
 from amhs_assets.monitoring.performance import PerformanceResult
 from amhs_assets.monitoring.versions import version_events
 from amhs_assets.registry.store import version_ref
@@ -45,7 +46,7 @@ def _read_json(path) -> dict | None:
 def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettings,
                          mlflow: MlflowTracking, performance_monitor: PerformanceResult,
                          drift_report: dict) -> dg.MaterializeResult:
-    """One self-contained HTML page (reports/dashboard.html, served at /dashboard): forecast status per line, live error against the evaluated level, predicted vs actual, drift, model versions and data quality."""
+    """One HTML page (reports/dashboard.html, served at /dashboard): forecast status per line, live error against the evaluated level, predicted vs actual, drift, model versions and data quality."""
     started = time.perf_counter()
     tz = settings.fab_timezone
     client = mlflow.client()
@@ -60,12 +61,9 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettin
         quality=_read_json(settings.reports_dir / "data_quality.json"), quarantined=quarantined,
         undated_quarantined=undated, timezone=tz, margin=settings.performance.mae_margin,
         explanations=getattr(performance_monitor, "explanations", None) or None))
-    path = settings.reports_dir / "dashboard.html"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    path = write_page(settings.reports_dir / "dashboard.html", page)
     elapsed = time.perf_counter() - started
-    context.log.info(f"dashboard: {charts} charts, {len(page) / 2**20:.1f} MiB in {elapsed:.1f} s")
+    context.log.info(f"dashboard: {charts} charts, {len(page) / 2**10:.0f} KiB in {elapsed:.1f} s")
     return dg.MaterializeResult(metadata={
         "charts": charts, "page_bytes": len(page), "seconds": round(elapsed, 2),
         "lines": len(performance_monitor.document.get("latest", [])),

@@ -13,6 +13,7 @@ from amhs_assets.features.spec import FEATURE_NAMES
 from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.xgb import HorizonModels
 from amhs_assets.monitoring.drift import detect_drift, latest_window, reference_window
+from amhs_assets.monitoring.drift_page import write_drift_html
 from amhs_assets.registry.store import TrackingUnreachable, version_ref
 from amhs_assets.registry.tags import train_window_from_tags
 from amhs_assets.warehouse import days_since, read_days, stored_days
@@ -96,7 +97,7 @@ def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     document = result.document
     document["reference"] |= source
     json_path = write_json(reports / "drift.json", document)
-    html_path = result.write_html(reports / "drift.html")
+    html_path = write_drift_html(result, reports / "drift.html", settings.fab_timezone)
     top = sorted(document["columns"].items(), key=lambda kv: -kv[1]["score"])[:10]
     table = pd.DataFrame([{"column": k, **{f: v[f] for f in ("score", "threshold", "drifted")}}
                           for k, v in top])

@@ -9,7 +9,7 @@ from amhs_assets.contract import REGISTERED_MODEL_NAME
 from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
-from amhs_assets.documents import EvaluationDocument, write_json, write_text
+from amhs_assets.documents import EvaluationDocument, write_json
 from amhs_assets.evaluation.evaluate import (
     V8_BARS,
     best_on_validation,
@@ -25,6 +25,7 @@ from amhs_assets.evaluation.evaluate import (
 )
 from amhs_assets.evaluation.report import render_evaluation_html
 from amhs_assets.features.spec import FEATURE_VERSION
+from amhs_assets.html import ASSETS_DIR, PLOTLY_JS, write_page
 from amhs_assets.models.dataset import ModelDataset
 from amhs_assets.models.kinds import KIND_NAMES, candidate_models
 from amhs_assets.models.persistence import PersistenceModel
@@ -114,6 +115,9 @@ def log_evaluation(mlflow: MlflowTracking, context: dg.AssetExecutionContext, do
                          for k, v in candidate["validation_avg_mae"].items()})
         for path in paths:
             run.log_artifact(str(path), artifact_path="reports")
+        # the page's shared plotly.js beside it, so the downloaded folder opens as it is
+        run.log_artifact(str(paths[-1].parent / ASSETS_DIR / PLOTLY_JS),
+                         artifact_path=f"reports/{ASSETS_DIR}")
         return run.active_run().info.run_id
 
 
@@ -147,7 +151,7 @@ def write_reports(settings: AmhsSettings, document: dict, predictions: pd.DataFr
     html = render_evaluation_html(document, predictions, feature_importances(xgb), V8_BARS,
                                   timezone=settings.fab_timezone, validation=validation,
                                   explanations=explanations)
-    html_path = write_text(reports / "evaluation.html", html)
+    html_path = write_page(reports / "evaluation.html", html)
     return json_path, html_path
 
 
