@@ -29,6 +29,7 @@ from amhs_assets.contract import (
     TRIGGER_TAG,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.ingest.limits import IngestConfig
 from amhs_assets.models.operating import AlarmConfig
 from amhs_assets.models.ensemble import EnsembleConfig
 from amhs_assets.models.splits import SplitConfig
@@ -85,9 +86,10 @@ GateSettings = config_section(GateConfig)
 PerformanceSettings = config_section(PerformanceConfig)
 AlarmSettings = config_section(AlarmConfig)
 NotifySettings = config_section(NotifyConfig)
+IngestSettings = config_section(IngestConfig)
 SECTIONS = {"splits": SplitSettings, "xgb": XgbSettings, "ensemble": EnsembleSettings,
             "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings,
-            "alarms": AlarmSettings, "notify": NotifySettings}
+            "alarms": AlarmSettings, "notify": NotifySettings, "ingest": IngestSettings}
 
 
 class AmhsSettings(dg.ConfigurableResource):
@@ -126,6 +128,9 @@ class AmhsSettings(dg.ConfigurableResource):
     serve_latency_budget_ms: float = Field(
         default=20.0, description="a candidate slower than this per 2-line request (every "
                                   "horizon) is not registered: the API must answer in real time")
+    ingest: IngestSettings = Field(default_factory=IngestSettings,
+                                   description="limits on one raw file (bytes, rows, unusable "
+                                               "rows): a file over them is quarantined whole")
     splits: SplitSettings = Field(default_factory=SplitSettings,
                                   description="chronological train/validation/test split")
     xgb: XgbSettings = Field(default_factory=XgbSettings,

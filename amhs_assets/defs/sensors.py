@@ -60,7 +60,7 @@ def ingest_plan(settings: AmhsSettings, changed: list[str], log) -> dict[str, li
     """The day partitions that the changed raw files touch (see partitions_to_refresh), from
     the raw index before and after the change (a corrected file may move rows between days)."""
     before, after = update_stored_index(settings.layout.warehouse, settings.raw_dir,
-                                        settings.fab_timezone)
+                                        settings.fab_timezone, limits=settings.ingest.pure())
     days, outside = offered_days(affected_days(before, after, changed))
     if outside:
         log.warning(f"raw rows on {len(outside)} day(s) outside the day partitions are not "
@@ -99,7 +99,7 @@ def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
         indexed = (settings.layout.warehouse / INDEX_FILE).is_file()
         baseline = "" if state.fingerprint or not indexed else latest_raw_fingerprint(
             context.instance)
-        decision = decide(settings.raw_dir, state, baseline)
+        decision = decide(settings.raw_dir, state, baseline, settings.ingest.pure())
         context.update_cursor(decision.state.dumps())
         if decision.action != "launch":
             return dg.SkipReason(decision.reason)

@@ -1,7 +1,8 @@
 """Cleaning of the raw rows: typing, validation, quarantine, de-duplication and the minute grid.
 
 Pure functions, no Dagster; the rows come from ingest.read_raw_files. clean_raw_logs types every
-column, runs one pandera pass, quarantines each failing row with all its reasons, drops
+column, applies the contract's pandera checks (vectorized, column by column), quarantines each
+failing row with all its reasons, drops
 duplicates, regularizes what is left to a one-minute grid per line and writes the accounting
 (data_quality.json) in which every row read is clean, quarantined or a duplicate.
 """
@@ -24,36 +25,16 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
     raw_schema,
 )
-from amhs_assets.ingest.files import NA_TOKENS, SOURCE_FILE, SOURCE_ROW, FileResult, RawLogs
+from amhs_assets.ingest.files import SOURCE_FILE, SOURCE_ROW, FileResult, RawLogs
+from amhs_assets.ingest.values import as_numbers, as_text, as_utc
 
 
-def _as_numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """A column as float64, and a mask of values present but not numbers."""
-    if pd.api.types.is_bool_dtype(column):
-        column = column.astype("object")
-    if pd.api.types.is_numeric_dtype(column):
-        return column.astype("float64"), pd.Series(False, index=column.index)
-    text = column.astype("string").str.strip()
-    empty = text.isna() | text.isin(NA_TOKENS)
-    numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype("float64")
-    return numbers, ~empty & numbers.isna()
-
-
-def as_utc(column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """A timestamp column as UTC (naive means UTC), and a mask of values present but unparsable."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        stamps = column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert("UTC")
-        return stamps.astype("datetime64[ns, UTC]"), pd.Series(False, index=column.index)
-    text = column.astype("string").str.strip()
-    empty = text.isna() | text.isin(NA_TOKENS)
-    # pandas applies the first offset it sees to naive strings in the same call: parse the
-    # naive ones (which mean UTC) apart from those that carry an offset
-    aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False).astype(bool)
-    stamps = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
-    for part in (aware & ~empty, ~aware & ~empty):
-        if part.any():
-            stamps[part] = pd.to_datetime(text[part], format="ISO8601", utc=True, errors="coerce")
-    return stamps, ~empty & stamps.isna()
+def _parse_failures(text: pd.Series, bad: pd.Series, name: str) -> pd.DataFrame:
+    """(pos, field, reason) of the cells of one column that did not parse."""
+    what = "not an ISO 8601 timestamp" if name == "timestamp" else "not a number"
+    raw = text[bad].astype(str)
+    return pd.DataFrame({"pos": np.flatnonzero(bad.to_numpy()), "field": name,
+                         "reason": f"{name}: {what}: " + raw.map(repr).to_numpy()})
 
 
 def type_columns(text: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,15 +46,10 @@ def type_columns(text: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             ids = text[name].astype("string").str.strip()
             typed[name] = ids.astype(object).where(ids.notna(), None)
             continue
-        values, bad = (as_utc if name == "timestamp" else _as_numbers)(text[name])
+        values, bad = (as_utc if name == "timestamp" else as_numbers)(text[name])
         typed[name] = values
         if bad.any():
-            what = "not an ISO 8601 timestamp" if name == "timestamp" else "not a number"
-            raw = text.loc[bad, name].astype(str)
-            failures.append(
-                pd.DataFrame({"pos": np.flatnonzero(bad.to_numpy()), "field": name,
-                              "reason": f"{name}: {what}: " + raw.map(repr).to_numpy()})
-            )
+            failures.append(_parse_failures(text[name], bad, name))
     frame = pd.DataFrame(typed, index=text.index)
     return frame, _concat_failures(failures)
 
@@ -86,43 +62,53 @@ def _concat_failures(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _format_value(value: object) -> str:
-    """A failing value as it reads in a message."""
-    if isinstance(value, float) and value != value:
-        return "empty"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value) if isinstance(value, str) else str(value)
+def _shown(values: pd.Series) -> pd.Series:
+    """Failing values as they read in a message: 'empty', 7, 140.5, 'text', a timestamp."""
+    if pd.api.types.is_float_dtype(values):
+        return as_text(values).fillna("empty").astype(object)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype(str).astype(object)
+    return values.map(lambda v: repr(v) if isinstance(v, str) else str(v))
+
+
+def _passed(check: pa.Check, values: pd.Series | pd.DataFrame) -> np.ndarray:
+    """Where a pandera check of the contract passes, element by element (or row by row)."""
+    output = check(values).check_output
+    return np.broadcast_to(np.asarray(output, dtype=bool), (len(values),))
 
 
 def schema_failures(typed: pd.DataFrame) -> pd.DataFrame:
-    """Every pandera failure of the typed frame as (pos, field, reason), one per row and rule."""
-    try:
-        raw_schema().validate(typed.reset_index(drop=True), lazy=True)
-        return _concat_failures([])
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-    cases = cases[cases["index"].notna()]
-    column_cases = cases[cases["schema_context"] == "Column"]
-    reasons = [
-        column_cases["column"].astype(str) + ": "
-        + np.where(column_cases["check"] == "not_nullable", "missing value",
-                   column_cases["check"].astype(str) + " (value "
-                   + column_cases["failure_case"].map(_format_value) + ")")
-    ]
-    parts = [pd.DataFrame({"pos": column_cases["index"].astype("int64").to_numpy(),
-                           "field": column_cases["column"].astype(str).to_numpy(),
-                           "reason": reasons[0].to_numpy()})]
-    wide = cases[cases["schema_context"] == "DataFrameSchema"].drop_duplicates(["index", "check"])
+    """Every failure of the contract's rules over the typed frame as (pos, field, reason), one per
+    row and rule. The rules are the pandera schema's checks, applied here column by column (and
+    row-wise for the cross-column rules) rather than through a lazy validation, whose collection
+    of failure cases costs minutes and gigabytes when most rows fail."""
+    frame = typed.reset_index(drop=True)
+    schema = raw_schema()
+    parts = []
+    for name, column in schema.columns.items():
+        values = frame[name]
+        missing = values.isna().to_numpy()
+        if not column.nullable and missing.any():
+            parts.append(pd.DataFrame({"pos": np.flatnonzero(missing), "field": name,
+                                       "reason": f"{name}: missing value"}))
+        present = values[~missing]
+        for check in column.checks:  # checks ignore missing values, as pandera's do
+            failed = present[~_passed(check, present)]
+            if len(failed):
+                parts.append(pd.DataFrame({
+                    "pos": failed.index.to_numpy(), "field": name,
+                    "reason": (f"{name}: {check.error} (value " + _shown(failed) + ")").to_numpy()}))
     fields_of = {name: fields for name, fields, _ in CROSS_COLUMN_RULES}
-    for check, group in wide.groupby("check"):
-        pos = group["index"].astype("int64").to_numpy()
-        fields = fields_of.get(check, ())
-        shown = typed.iloc[pos]
-        detail = pd.Series("rule broken: " + str(check) + " (", index=shown.index)
+    empty_rows = frame.isna().all(axis=1).to_numpy()
+    for check in schema.checks:
+        pos = np.flatnonzero(~_passed(check, frame) & ~empty_rows)
+        if not len(pos):
+            continue
+        fields = fields_of.get(check.error, ())
+        shown = frame.iloc[pos]
+        detail = pd.Series(f"rule broken: {check.error} (", index=shown.index, dtype=object)
         for i, name in enumerate(fields):
-            sep = ", " if i else ""
-            detail = detail + f"{sep}{name}=" + shown[name].map(_format_value)
+            detail = detail + (", " if i else "") + f"{name}=" + _shown(shown[name])
         parts.append(pd.DataFrame({"pos": pos, "field": fields[0] if fields else "",
                                    "reason": (detail + ")").to_numpy()}))
     return _concat_failures(parts)
@@ -212,30 +198,66 @@ class CleanResult:
     quality: dict
 
 
-def _reasons_per_row(failures: pd.DataFrame) -> pd.Series:
-    """All reasons of each failing row, joined, indexed by position; a parse failure of a field
-    hides the same field's 'missing value' failure (it is one problem, reported once)."""
-    failures = failures.drop_duplicates(["pos", "field", "reason"])
-    parse = failures["reason"].str.contains(": not a number: |: not an ISO 8601", regex=True)
-    parsed_bad = failures.loc[parse, ["pos", "field"]].assign(_parsed=True)
-    marked = failures.merge(parsed_bad, on=["pos", "field"], how="left")
-    echo = marked["reason"].str.endswith(": missing value") & marked["_parsed"].eq(True)
-    return marked[~echo].groupby("pos", sort=True)["reason"].agg("; ".join)
+def _reasons_per_row(parse: pd.DataFrame, checks: pd.DataFrame) -> pd.Series:
+    """All reasons of each failing row, joined, indexed by position (parse failures first); a
+    parse failure of a field hides the same field's 'missing value' failure (it is one problem,
+    reported once)."""
+    if len(parse) and len(checks):
+        parsed = pd.MultiIndex.from_arrays([parse["pos"], parse["field"]])
+        echo = checks["reason"].str.endswith(": missing value").to_numpy(bool) & pd.MultiIndex.from_arrays(
+            [checks["pos"], checks["field"]]).isin(parsed)
+        checks = checks[~echo]
+    failures = pd.concat([parse, checks], ignore_index=True).drop_duplicates(["pos", "field", "reason"])
+    failures = failures.sort_values("pos", kind="stable")
+    pos = failures["pos"].to_numpy(dtype="int64")
+    reasons = failures["reason"].tolist()
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.array([], int)
+    ends = np.r_[starts[1:], len(pos)]
+    return pd.Series(["; ".join(reasons[a:b]) for a, b in zip(starts, ends)],
+                     index=pd.Index(pos[starts], dtype="int64"), dtype=object)
+
+
+def _junk_failures(raw: RawLogs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cells the reader found not to be numbers as (pos, field, reason) over raw.frame, and
+    as (pos, field, text) to put back into the quarantine record."""
+    where = pd.MultiIndex.from_frame(raw.frame[[SOURCE_FILE, SOURCE_ROW]].astype(
+        {SOURCE_ROW: "int64"}))
+    junk = raw.junk
+    pos = where.get_indexer(pd.MultiIndex.from_arrays(
+        [junk[SOURCE_FILE], junk[SOURCE_ROW].astype("int64")])) if len(junk) else np.array([], int)
+    junk = junk.assign(pos=pos)[pos >= 0]
+    failures = pd.DataFrame({"pos": junk["pos"].to_numpy(dtype="int64"), "field": junk["field"].to_numpy(),
+                             "reason": (junk["field"] + ": not a number: "
+                                        + junk["text"].map(repr)).to_numpy(dtype=object)})
+    return failures, junk[["pos", "field", "text"]]
+
+
+def _as_read(raw: RawLogs, bad: np.ndarray, junk: pd.DataFrame) -> pd.DataFrame:
+    """The quarantined rows' contract columns as text, as read (the reader's non-numbers back in
+    their cells)."""
+    rows = raw.frame[list(RAW_COLUMNS)][bad].reset_index(drop=True)
+    text = pd.DataFrame({name: as_text(rows[name]) for name in RAW_COLUMNS})
+    if len(junk):
+        row_of = np.cumsum(bad) - 1  # position in the frame -> row of the quarantine record
+        for name, cells in junk.groupby("field"):
+            text.loc[row_of[cells["pos"].to_numpy()], name] = cells["text"].to_numpy()
+    return text
 
 
 def clean_raw_logs(raw: RawLogs, max_fill_gap: int) -> CleanResult:
     """Validate, quarantine, de-duplicate and regularize the raw rows; account for every row."""
     typed, parse_failures = type_columns(raw.frame)
     typed = typed.reset_index(drop=True)
-    failures = pd.concat([parse_failures, schema_failures(typed)], ignore_index=True)
-    reasons = _reasons_per_row(failures)
+    junk_failures, junk = _junk_failures(raw)
+    parse = pd.concat([parse_failures, junk_failures], ignore_index=True)
+    reasons = _reasons_per_row(parse, schema_failures(typed))
     bad = np.zeros(len(typed), dtype=bool)
     bad[reasons.index.to_numpy(dtype="int64")] = True
     source = raw.frame[[SOURCE_FILE, SOURCE_ROW]].reset_index(drop=True)
     quarantined = pd.concat(
         [source[bad].reset_index(drop=True),
          pd.DataFrame({"reasons": reasons.to_numpy()}),
-         raw.frame[list(RAW_COLUMNS)][bad].reset_index(drop=True).astype("string")],
+         _as_read(raw, bad, junk)],
         axis=1,
     )
     unreadable = raw.unreadable_rows.rename(columns={"reason": "reasons"})
@@ -244,14 +266,16 @@ def clean_raw_logs(raw: RawLogs, max_fill_gap: int) -> CleanResult:
                       axis=1)
     kept, duplicates = drop_duplicates(valid)
     cleaned = regularize(kept.drop(columns=[SOURCE_FILE, SOURCE_ROW]), max_fill_gap)
-    quality = quality_report(raw.files, quarantined, duplicates, kept, cleaned)
+    quality = quality_report(raw.files, quarantined, duplicates, kept, cleaned, raw.skipped)
     return CleanResult(cleaned=cleaned, quarantined=quarantined, duplicates=duplicates,
                        quality=quality)
 
 
 def quality_report(files: list[FileResult], quarantined: pd.DataFrame, duplicates: pd.DataFrame,
-                   kept: pd.DataFrame, cleaned: pd.DataFrame) -> dict:
-    """The data_quality.json document (SPEC section 1) with per-file statuses."""
+                   kept: pd.DataFrame, cleaned: pd.DataFrame,
+                   skipped: dict[str, str] | None = None) -> dict:
+    """The data_quality.json document (SPEC section 1) with per-file statuses, and the files
+    skipped unread (changed while read) with why."""
     per_file_q = quarantined[SOURCE_FILE].value_counts()
     per_file_d = duplicates[SOURCE_FILE].value_counts() if len(duplicates) else pd.Series(dtype=int)
     for result in files:
@@ -279,6 +303,7 @@ def quality_report(files: list[FileResult], quarantined: pd.DataFrame, duplicate
              "reasons": r.reasons}
             for r in files
         ],
+        "skipped": [{"path": p, "reason": why} for p, why in sorted((skipped or {}).items())],
     }
 
 

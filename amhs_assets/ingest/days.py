@@ -2,7 +2,9 @@
 
 The index lives next to the warehouse (``_raw_index.json``) and is refreshed cheaply: a file
 whose size and modification time are unchanged is not read again; a changed one is hashed, and
-read (its timestamp column only) when its content changed. `affected_days` turns the files that
+read (a snapshot: its bytes once, hashed, parsed within the ingest limits) when its content
+changed; the hash recorded is the hash of the bytes whose days were read, and the cleaning reads
+a file only when its bytes still have that hash (otherwise it is skipped with the reason). `affected_days` turns the files that
 changed into the days to re-materialize: the days a file covered before and the days it covers
 now (a corrected file can move rows from one day to another). No Dagster here.
 
@@ -23,19 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from amhs_assets.ingest.clean import CleanResult, as_utc, clean_raw_logs, write_quarantine
-from amhs_assets.ingest.files import (
-    NA_TOKENS,
-    SOURCE_FILE,
-    FileRejected,
-    FileResult,
-    RawLogs,
-    check_columns,
-    discover_raw_files,
-    file_sha256,
-    read_raw_file,
-    read_raw_files,
-)
+from amhs_assets.ingest.clean import CleanResult, clean_raw_logs, write_quarantine
+from amhs_assets.ingest.files import SOURCE_FILE, FileResult, RawLogs, read_raw_files
+from amhs_assets.ingest.limits import FileChanged, FileRejected, IngestConfig, over_bytes
+from amhs_assets.ingest.parse import raw_timestamps
+from amhs_assets.ingest.snapshot import Snapshot, survey_raw_folder, take_snapshot, unread_token
+from amhs_assets.ingest.values import as_utc
 from amhs_assets.progress import Progress, advance
 from amhs_assets.warehouse import local_days
 
@@ -61,10 +56,13 @@ class FileDays:
 
 @dataclass
 class RawIndex:
-    """Relative path -> FileDays for every raw file, and the timezone its days are in."""
+    """Relative path -> FileDays for every raw file (and every refused entry, with no hash), the
+    timezone its days are in and the ingest limits it was read with."""
 
     timezone: str
     files: dict[str, FileDays] = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)  # asdict(IngestConfig) of the reading
+    skipped: dict[str, str] = field(default_factory=dict)  # changed while read (not stored)
 
     @classmethod
     def load(cls, path: Path, timezone: str) -> RawIndex:
@@ -74,14 +72,15 @@ class RawIndex:
         data = json.loads(Path(path).read_text())
         if data.get("timezone") != timezone:
             return cls(timezone)
-        return cls(timezone, {p: FileDays(**v) for p, v in data.get("files", {}).items()})
+        return cls(timezone, {p: FileDays(**v) for p, v in data.get("files", {}).items()},
+                   data.get("limits", {}))
 
     def save(self, path: Path) -> None:
         """Write the index atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"timezone": self.timezone,
+        tmp.write_text(json.dumps({"timezone": self.timezone, "limits": self.limits,
                                    "files": {p: asdict(f) for p, f in sorted(self.files.items())}}))
         tmp.replace(path)
 
@@ -114,67 +113,76 @@ def parse_timestamps(text: pd.Series) -> pd.Series:
     return as_utc(text)[0]
 
 
-def _timestamps_of(path: Path) -> tuple[pd.Series, int]:
-    """The parsed timestamp column of a raw file and its row count; FileRejected if unusable."""
-    name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz")) and path.stat().st_size > 0:
-        try:
-            column = pd.read_csv(path, usecols=lambda c: str(c).strip() == "timestamp", dtype=str,
-                                 na_values=NA_TOKENS, keep_default_na=False,
-                                 encoding="utf-8-sig", skipinitialspace=True)
-            if column.shape[1] == 1:
-                return parse_timestamps(column.iloc[:, 0]), len(column)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
-            pass  # ragged or odd: the full reader decides, and says why
-    frame, bad_rows = read_raw_file(path)
-    frame, _ = check_columns(frame)
-    return parse_timestamps(frame["timestamp"]), len(frame) + len(bad_rows)
-
-
-def read_file_days(path: Path, timezone: str) -> tuple[list[str], str, int]:
-    """(days, rejection reason, rows) of one raw file."""
+def read_file_days(snapshot: Snapshot, name: str, timezone: str, limits: IngestConfig
+                   ) -> tuple[list[str], str, int]:
+    """(days, rejection reason, rows) of one raw file's snapshot."""
     try:
-        stamps, rows = _timestamps_of(path)
+        text, rows = raw_timestamps(snapshot.data, name, limits)
     except FileRejected as exc:
         return [], str(exc), exc.rows
+    stamps = parse_timestamps(text)
     days = sorted(local_days(stamps.dropna(), timezone).unique().tolist())
     return days, "" if days else "no valid timestamp in the file", rows
 
 
-def refresh_index(raw_dir: Path, index: RawIndex, progress: Progress | None = None
-                  ) -> tuple[RawIndex, list[str]]:
-    """The index of the raw folder now, reading only new or changed files, and the paths whose
-    content is new, changed or gone."""
-    paths = discover_raw_files(raw_dir)
-    files: dict[str, FileDays] = {}
-    changed = []
-    for path in paths:
+def _index_file(path: Path, raw_dir: Path, known: FileDays | None, timezone: str,
+                limits: IngestConfig) -> FileDays:
+    """What the index knows of one raw file now (FileChanged when it changed while read)."""
+    info = path.stat()
+    if known and (known.size, known.mtime_ns) == (info.st_size, info.st_mtime_ns):
+        return known
+    if info.st_size > limits.max_file_bytes:
+        reason = str(over_bytes(f"{info.st_size:,} bytes", limits.max_file_bytes))
+        return FileDays(info.st_size, info.st_mtime_ns, unread_token(info.st_size, info.st_mtime_ns),
+                        [], reason, 0)
+    try:
+        snapshot = take_snapshot(path, raw_dir, limits)
+    except FileRejected as exc:  # cannot be opened, or not what the survey saw
+        return FileDays(info.st_size, info.st_mtime_ns, unread_token(info.st_size, info.st_mtime_ns),
+                        [], str(exc), exc.rows)
+    if known and known.sha256 == snapshot.sha256:
+        return FileDays(snapshot.size, snapshot.mtime_ns, snapshot.sha256, known.days,
+                        known.rejected, known.rows)
+    days, rejected, rows = read_file_days(snapshot, path.name, timezone, limits)
+    return FileDays(snapshot.size, snapshot.mtime_ns, snapshot.sha256, days, rejected, rows)
+
+
+def refresh_index(raw_dir: Path, index: RawIndex, progress: Progress | None = None,
+                  limits: IngestConfig | None = None) -> tuple[RawIndex, list[str]]:
+    """The index of the raw folder now, reading only new or changed files (all of them when the
+    limits differ from those the index was read with), and the paths whose content (or whose
+    rejection) is new, changed or gone. A file that changes while it is read keeps what the
+    index knew of it and is listed in `skipped`."""
+    limits = limits or IngestConfig()
+    same_limits = index.limits == asdict(limits)
+    folder = survey_raw_folder(raw_dir)
+    files = {rel: FileDays(0, 0, "", [], reason, 0) for rel, reason in folder.refused.items()}
+    skipped = {}
+    for path in folder.files:
         advance(progress)
         rel = path.relative_to(raw_dir).as_posix()
-        stat = path.stat()
         known = index.files.get(rel)
-        if known and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            files[rel] = known
-            continue
-        digest = file_sha256(path)
-        if known and known.sha256 == digest:
-            files[rel] = FileDays(stat.st_size, stat.st_mtime_ns, digest, known.days,
-                                  known.rejected, known.rows)
-            continue
-        days, rejected, rows = read_file_days(path, index.timezone)
-        files[rel] = FileDays(stat.st_size, stat.st_mtime_ns, digest, days, rejected, rows)
-        changed.append(rel)
+        try:
+            files[rel] = _index_file(path, raw_dir, known if same_limits else None,
+                                     index.timezone, limits)
+        except FileChanged as exc:
+            skipped[rel] = f"{exc}: skipped; read again at the next tick"
+            if known:
+                files[rel] = known
+    changed = [rel for rel, now in files.items() if rel not in index.files
+               or (index.files[rel].sha256, index.files[rel].rejected) != (now.sha256, now.rejected)]
     changed += sorted(set(index.files) - set(files))
-    return RawIndex(index.timezone, files), sorted(changed)
+    return RawIndex(index.timezone, files, asdict(limits), skipped), sorted(changed)
 
 
 def update_stored_index(warehouse: Path, raw_dir: Path, timezone: str,
-                        progress: Progress | None = None) -> tuple[RawIndex, RawIndex]:
+                        progress: Progress | None = None, limits: IngestConfig | None = None
+                        ) -> tuple[RawIndex, RawIndex]:
     """The index stored under the warehouse before and after refreshing it against raw_dir;
     the refreshed one is saved."""
     path = Path(warehouse) / INDEX_FILE
     before = RawIndex.load(path, timezone)
-    after, _ = refresh_index(raw_dir, before, progress)
+    after, _ = refresh_index(raw_dir, before, progress, limits)
     after.save(path)
     return before, after
 
@@ -214,7 +222,8 @@ def restrict_to_day(raw: RawLogs, day: str, timezone: str, home_files: set[str])
         files.append(FileResult(path=result.path, status=result.status,
                                 rows_read=int(rows.get(result.path, 0) + bad.get(result.path, 0)),
                                 reasons=list(result.reasons)))
-    return RawLogs(frame=kept, files=files, unreadable_rows=unreadable.reset_index(drop=True))
+    return RawLogs(frame=kept, files=files, unreadable_rows=unreadable.reset_index(drop=True),
+                   junk=raw.junk, skipped=raw.skipped)
 
 
 QUARANTINED_NOTE = re.compile(r"^\d+ row\(s\) quarantined$")
@@ -222,9 +231,11 @@ COUNTS = ("rows_read", "rows_clean", "rows_quarantined", "rows_duplicate", "dupl
           "rows_filled", "minutes_missing")
 
 
-def merge_quality(day_docs: list[dict], rejected: dict[str, FileDays]) -> dict:
+def merge_quality(day_docs: list[dict], rejected: dict[str, FileDays],
+                  skipped: dict[str, str] | None = None) -> dict:
     """The whole-history data_quality.json from the reports of every day and the files that
-    cover no day: counts add up, each file appears once with its totals."""
+    cover no day: counts add up, each file appears once with its totals; the files skipped
+    unread (by a day's cleaning or by the index) are listed with why."""
     merged: dict = {k: sum(int(d[k]) for d in day_docs) for k in COUNTS}
     merged["lines"] = sorted({line for d in day_docs for line in d["lines"]})
     files: dict[str, dict] = {}
@@ -249,12 +260,20 @@ def merge_quality(day_docs: list[dict], rejected: dict[str, FileDays]) -> dict:
         merged["rows_quarantined"] += known.rows
     keys = ("path", "status", "rows_read", "rows_quarantined", "rows_duplicate", "reasons")
     merged["files"] = [{k: files[p][k] for k in keys} for p in sorted(files)]
+    unread = dict(skipped or {})
+    for doc in day_docs:
+        unread.update({e["path"]: e["reason"] for e in doc.get("skipped", []) if e["path"] not in unread})
+    merged["skipped"] = [{"path": p, "reason": why} for p, why in sorted(unread.items())]
     return merged
 
 
-def clean_day(raw_dir: Path, index: RawIndex, day: str, max_fill_gap: int) -> CleanResult:
-    """Read the files that cover a day and clean that day's rows (see restrict_to_day)."""
-    raw = read_raw_files(raw_dir, [raw_dir / p for p in index.files_for(day)])
+def clean_day(raw_dir: Path, index: RawIndex, day: str, max_fill_gap: int,
+              limits: IngestConfig | None = None) -> CleanResult:
+    """Read the files that cover a day and clean that day's rows (see restrict_to_day); a file
+    whose bytes no longer have the hash the index recorded is skipped, with the reason."""
+    paths = index.files_for(day)
+    raw = read_raw_files(raw_dir, [raw_dir / p for p in paths], limits=limits,
+                         expected={p: index.files[p].sha256 for p in paths})
     return clean_raw_logs(restrict_to_day(raw, day, index.timezone, index.home_files(day)),
                           max_fill_gap)
 
@@ -288,7 +307,7 @@ def publish_quality(index: RawIndex, reports: Path, quarantine: Path) -> dict:
     history, merged from the days' parts (only the parts are rewritten by a day's run)."""
     docs = [json.loads(p.read_text())
             for p in sorted((reports / "data_quality").glob(f"{DAY_PARTS}*.json"))]
-    merged = merge_quality(docs, index.rejected())
+    merged = merge_quality(docs, index.rejected(), index.skipped)
     quarantine.mkdir(parents=True, exist_ok=True)
     rejected = pd.DataFrame([{"path": p, "rows": f.rows, "reason": f.rejected}
                              for p, f in sorted(index.rejected().items())],

@@ -6,6 +6,9 @@ Each tick compares a cheap scan (path, size, modification time) with the cursor:
   (a file touched but not changed launches nothing);
 - all confirmed changes of a tick become one run, keyed by the fingerprint of the whole folder,
   so one state of the data never launches two runs.
+The hash is taken from one stable read (a file that changes while it is hashed waits); a file
+over ingest.max_file_bytes is never read, its size and time stand for its hash; symbolic links
+out of the raw folder are not watched (the index refuses them, with the reason).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amhs_assets.ingest.days import neighbour_day
-from amhs_assets.ingest.files import discover_raw_files, file_sha256, folder_fingerprint
+from amhs_assets.ingest.files import discover_raw_files, folder_fingerprint
+from amhs_assets.ingest.limits import IngestConfig
+from amhs_assets.ingest.snapshot import stable_sha256, unread_token
 
 Scan = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
 
@@ -56,14 +61,32 @@ def scan(raw_dir: Path) -> Scan:
     """Path, size and modification time of every raw file (no reading)."""
     out = {}
     for path in discover_raw_files(raw_dir):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed since the listing: gone at the next tick
+            continue
         out[path.relative_to(raw_dir).as_posix()] = (stat.st_size, stat.st_mtime_ns)
     return out
 
 
-def decide(raw_dir: Path, state: WatchState, baseline: str = "") -> TickDecision:
+def content_hash(path: Path, size: int, mtime_ns: int, limits: IngestConfig) -> str | None:
+    """The hash the raw index records for a file: SHA-256 of one stable read (None: it changed
+    while read), or the size and time of a file not read (over the limit, or unreadable)."""
+    if size > limits.max_file_bytes:
+        return unread_token(size, mtime_ns)
+    try:
+        return stable_sha256(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return unread_token(size, mtime_ns)
+
+
+def decide(raw_dir: Path, state: WatchState, baseline: str = "",
+           limits: IngestConfig | None = None) -> TickDecision:
     """One tick of the watcher. `baseline` is the fingerprint of the data last materialized
     (used when the cursor is empty, so a restart does not retrain on unchanged data)."""
+    limits = limits or IngestConfig()
     now = scan(raw_dir)
     changed = sorted(p for p, (size, mtime) in now.items()
                      if state.launched.get(p, [None, None])[:2] != [size, mtime])
@@ -76,7 +99,12 @@ def decide(raw_dir: Path, state: WatchState, baseline: str = "") -> TickDecision
     if not changed and not removed:
         return TickDecision("none", "no new or changed raw files", state=following)
     hashes = {p: v[2] for p, v in state.launched.items() if p in now}
-    hashes.update({p: file_sha256(raw_dir / p) for p in changed})
+    fresh = {p: content_hash(raw_dir / p, *now[p], limits) for p in changed}
+    unstable = [p for p, digest in fresh.items() if digest is None]
+    if unstable:
+        return TickDecision("wait", f"{len(unstable)} file(s) changed while hashed, e.g. "
+                            f"{unstable[0]}", state=following)
+    hashes.update(fresh)
     launched = {p: [*now[p], hashes[p]] for p in now}
     current = folder_fingerprint(hashes)
     following = WatchState(launched, now, current)

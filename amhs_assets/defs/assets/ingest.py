@@ -31,19 +31,23 @@ from amhs_assets.warehouse import DayFrames
 GROUP = "ingest"
 
 
-def current_index(settings: AmhsSettings, log=None) -> RawIndex:
-    """The raw index refreshed (only new or changed files are read) and stored."""
+def current_index(settings: AmhsSettings, log=None, warn=None) -> RawIndex:
+    """The raw index refreshed (only new or changed files are read, within the ingest limits)
+    and stored; each file skipped because it changed while read is told to `warn`."""
     files = discover_raw_files(settings.raw_dir)
     with Progress("indexing raw files", len(files), "files", log) as progress:
-        return update_stored_index(settings.layout.warehouse, settings.raw_dir,
-                                   settings.fab_timezone, progress)[1]
+        index = update_stored_index(settings.layout.warehouse, settings.raw_dir,
+                                    settings.fab_timezone, progress, settings.ingest.pure())[1]
+    for path, reason in index.skipped.items():
+        (warn or log or print)(f"raw file {path}: {reason}")
+    return index
 
 
 @dg.asset(group_name=GROUP, kinds={"csv", "parquet"})
 def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
                   ) -> dg.Output[pd.DataFrame]:
     """Inventory of the raw log files under AMHS_DATA_DIR/raw: path, size, time, content hash and the fab-local days each covers."""
-    index = current_index(settings, context.log.info)
+    index = current_index(settings, context.log.info, context.log.warning)
     manifest = index.manifest()
     days, outside = offered_days(index.days())
     context.log.info(f"{len(manifest)} raw file(s) under {settings.raw_dir}, {len(days)} day(s)")
@@ -59,6 +63,7 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
         "files": len(manifest),
         "bytes": int(manifest["bytes"].sum()) if len(manifest) else 0,
         "fingerprint": manifest_fingerprint(manifest),
+        "files_rejected": len(index.rejected()), "files_skipped": len(index.skipped),
         "first_day": days[0] if days else "", "last_day": days[-1] if days else "",
         "days": len(days), "days_outside_partitions": ", ".join(outside[:20]),
         "manifest": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no files"),
@@ -80,16 +85,20 @@ def raw_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings
 )
 def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings):
     """Validated raw rows of each fab-local day on a one-minute grid per line: short gaps filled and flagged, long gaps missing."""
-    index = current_index(settings, context.log.info)
+    index = current_index(settings, context.log.info, context.log.warning)
     days = list(context.partition_keys)
-    totals: Counter = Counter()
+    totals: Counter = Counter(files_skipped=0)  # files skipped: changed since indexed
     progress = Progress("cleaning days", len(days), "days", context.log.info)
+    limits = settings.ingest.pure()
 
     def clean(day: str) -> pd.DataFrame:
-        result = clean_day(settings.raw_dir, index, day, settings.max_fill_gap_min) \
+        result = clean_day(settings.raw_dir, index, day, settings.max_fill_gap_min, limits) \
             if index.files_for(day) else None
         write_day_quality(result, day, settings.reports_dir, settings.quarantine_dir)
         totals.update({k: (result.quality[k] if result else 0) for k in COUNTS})
+        for skipped in result.quality["skipped"] if result else []:
+            totals["files_skipped"] += 1
+            context.log.warning(f"{day}: raw file {skipped['path']} {skipped['reason']}")
         progress.advance()
         return result.cleaned if result else empty_cleaned()
 
@@ -98,6 +107,7 @@ def cleaned_amhs_logs(context: dg.AssetExecutionContext, settings: AmhsSettings)
     report = settings.reports_dir / "data_quality.json"
     yield dg.Output(frames, metadata={
         "first_day": days[0], "last_day": days[-1], "days": len(days),
+        "raw_fingerprint": manifest_fingerprint(index.manifest()),  # the hashes read against
         "days_with_files": sum(bool(index.files_for(d)) for d in days),
         "data_quality_report": dg.MetadataValue.path(str(report))})
     progress.close()
