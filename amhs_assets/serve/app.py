@@ -21,6 +21,7 @@ from amhs_assets.serve.limits import Admission
 from amhs_assets.serve.model_store import ModelStore
 from amhs_assets.serve.prediction_log import PredictionLog
 from amhs_assets.serve.prometheus import MetricsMiddleware, ServeMetrics
+from amhs_assets.serve.reports import router as reports_router
 from amhs_assets.serve.routes import json_response, router
 from amhs_assets.serve.schemas import REQUEST_TITLE, request_adapter
 from amhs_assets.serve.validation import RequestError
@@ -97,6 +98,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         if settings.log_predictions else None)
     app.state.notifier = Notifier(settings.notify, on_result=metrics.notified)
     app.include_router(router)
+    app.include_router(reports_router)  # /dashboard, /evaluation, /drift, /assets/...
     app.add_exception_handler(RequestError, request_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,4 +1,5 @@
-"""The endpoints of SPEC section 6 (+ /dashboard); state lives on `request.app.state`."""
+"""The endpoints of SPEC section 6 (the report pages: reports.py); state lives on
+`request.app.state`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import anyio
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from amhs_assets.redact import redact
@@ -185,13 +185,3 @@ async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.exposition(), media_type=m.content_type)
 
-
-@router.get("/dashboard", response_class=FileResponse, summary="Monitoring dashboard",
-            responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-                       404: {"model": ErrorResponse, "description": "no dashboard yet"}})
-async def dashboard(request: Request) -> Response:
-    """The monitoring dashboard ($AMHS_DATA_DIR/reports/dashboard.html) when it exists."""
-    path = request.app.state.settings.dashboard_path
-    if not path.is_file():
-        return error(404, f"no dashboard at {path}: materialize the monitoring_dashboard asset")
-    return FileResponse(path, media_type="text/html")
