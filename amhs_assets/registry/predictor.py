@@ -43,6 +43,7 @@ INFO_FILE = "predictor.json"
 MODEL_DIR = "model"
 ARTIFACT = "predictor"  # the pyfunc's artifact: the saved predictor folder
 TAG_ARTIFACT_SHA256 = "artifact_sha256"  # a version's tag: SHA-256 of its checksums.json
+LINE_IDS = "line_ids"  # info key: the lines of the training data (absent in older versions)
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 
 
@@ -94,6 +95,9 @@ class AmhsPredictor:
                      "horizons": [int(h) for h in model.horizons], **info}
         self.horizons = tuple(int(h) for h in model.horizons)
         self.lookback = int(self.info["lookback_min"])
+        # the lines it was trained on; None: not recorded (registered before they were)
+        known = self.info.get(LINE_IDS)
+        self.line_ids = None if known is None else frozenset(map(str, known))
         self._thresholds = {h: None if t is None else round(float(t), 5)
                             for h, t in self.thresholds().items()}
 

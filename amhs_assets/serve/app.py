@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import logging
 
 import anyio
@@ -13,7 +14,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from amhs_assets.notify import Notifier
 from amhs_assets.serve.config import ServeSettings
@@ -107,16 +107,19 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
 
 DOCS_ASSETS = "/docs-assets"
+# Swagger UI 5 (5.32.6 in fastapi-offline 1.7.7, pinned in pyproject.toml): FastAPI writes
+# OpenAPI 3.1, which Swagger UI 4 refuses ("does not specify a valid version field")
+SWAGGER_UI_FILES = importlib.resources.files("fastapi_offline") / "static"
 
 
 def add_offline_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from files bundled with the package, not a CDN: fab networks are
+    """Swagger UI at /docs from files bundled with a Python package, not a CDN: fab networks are
     often closed to the internet, and a blank /docs there helps nobody."""
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(SWAGGER_UI_FILES)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")

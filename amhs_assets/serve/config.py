@@ -40,6 +40,20 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting from the environment (1/true/yes/on, 0/false/no/off; empty: default),
+    with the variable named when it is neither."""
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise ValueError(f"{name}={text!r}: expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Where the model and the data live, and the limits of a request."""
@@ -64,13 +78,17 @@ class ServeSettings:
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     keep_alive_s: float = DEFAULT_KEEP_ALIVE_S
     notify: NotifyConfig = NotifyConfig()  # the settings file's notify: section (webhooks)
+    # lines the served version was not trained on: False answers them with a warning each,
+    # True refuses the request (422)
+    strict_lines: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "ServeSettings":
         """AMHS_DATA_DIR, MLFLOW_TRACKING_URI, AMHS_API_TOKEN, AMHS_RELOAD_INTERVAL_S,
-        AMHS_LOG_PREDICTIONS (0 turns the log off), AMHS_LOG_TOKEN, AMHS_PREDICTION_LOG_DAYS, the
-        limits (LIMIT_VARIABLES); the webhooks from the AMHS_SETTINGS file's notify: section (the
-        one Dagster reads too)."""
+        AMHS_LOG_PREDICTIONS (0 turns the log off), AMHS_LOG_TOKEN, AMHS_PREDICTION_LOG_DAYS,
+        AMHS_STRICT_LINES (1 refuses lines the model was not trained on), the limits
+        (LIMIT_VARIABLES); the webhooks from the AMHS_SETTINGS file's notify: section (the one
+        Dagster reads too)."""
         env = dict(os.environ if env is None else env)
         deployment = read_environment(env)
         limits = {name: kind(_float(env, var, getattr(cls, name)))
@@ -82,11 +100,12 @@ class ServeSettings:
             tracking_uri=deployment.tracking_uri,
             api_token=env.get("AMHS_API_TOKEN") or None,
             reload_interval_s=_float(env, "AMHS_RELOAD_INTERVAL_S", DEFAULT_RELOAD_INTERVAL_S),
-            log_predictions=env.get("AMHS_LOG_PREDICTIONS", "1").strip() not in ("0", "false", "no"),
+            log_predictions=_flag(env, "AMHS_LOG_PREDICTIONS", True),
             log_token=env.get("AMHS_LOG_TOKEN") or None,
             **limits,
             notify=NotifyConfig.from_values(deployment.settings.get("notify"),
                                             str(deployment.settings_file or "AMHS_SETTINGS")),
+            strict_lines=_flag(env, "AMHS_STRICT_LINES", False),
         )
 
     @property

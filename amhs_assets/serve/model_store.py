@@ -28,6 +28,13 @@ from amhs_assets.serve.prometheus import ServeMetrics
 log = logging.getLogger(__name__)
 
 
+# what GET /health and GET /ready say about the served model
+LOADING = "loading"  # nothing served yet: the first look at the alias, or a load, in progress
+NO_CHAMPION = "no_champion"  # no version carries the alias
+LOAD_FAILED = "load_failed"  # the alias's version failed to load (last_reload_error says why)
+READY = "ready"  # a model is served (a later failed reload leaves it served: still ready)
+
+
 class NoChampion(Exception):
     """No model version carries the served alias."""
 
@@ -64,6 +71,7 @@ class ServedModel:
         return {**self.ref, "lookback_minutes": p.lookback, "horizons": list(p.horizons),
                 "feature_count": len(p.model_feature_names),
                 "feature_version": str(p.info.get("feature_version")),
+                "line_ids": None if p.line_ids is None else sorted(p.line_ids),
                 "run_id": self.run_id, "metrics": self.metrics, "tags": self.tags,
                 "loaded_at": self.loaded_at}
 
@@ -104,9 +112,15 @@ class ModelStore:
         self.settings, self.metrics = settings, metrics
         self.current: ServedModel | None = None
         self.last_reload_error: str | None = None
+        self._state = LOADING  # while nothing is served
         self._failed_version: str | None = None
         self._lock = threading.Lock()  # one load at a time
         self._client = None
+
+    @property
+    def state(self) -> str:
+        """READY while a model is served, else LOADING, NO_CHAMPION or LOAD_FAILED."""
+        return READY if self.current is not None else self._state
 
     @property
     def client(self):
@@ -138,16 +152,23 @@ class ModelStore:
         Without force, a version that failed before is not tried again (the periodic check);
         raises NoChampion or ReloadFailed."""
         with self._lock:
-            version = self.champion_version()
+            try:
+                version = self.champion_version()
+            except NoChampion:
+                self._state = NO_CHAMPION
+                raise
             current = self.current
             if current is not None and current.version == version:
                 self._count("unchanged")
                 return "unchanged", current, current.version
             if not force and version == self._failed_version and current is not None:
                 raise ReloadFailed(self.last_reload_error or f"version {version} failed before")
+            if version != self._failed_version:  # a retry of a failed one stays LOAD_FAILED
+                self._state = LOADING
             try:
                 served = self.load(version)
             except Exception as exc:  # any failure of a model's code or files: keep serving
+                self._state = LOAD_FAILED
                 self._failed_version = version
                 self.last_reload_error = redact(f"{_now()}: version {version} of "
                                                 f"{self.settings.model_name!r} failed to load: "

@@ -52,6 +52,10 @@ class ServeMetrics:
                                 "lines answered but neither logged nor notified: the request "
                                 "carried no valid X-AMHS-Log-Token (AMHS_LOG_TOKEN is set)",
                                 registry=reg)
+        self.untrained_lines = Counter(
+            "amhs_untrained_lines_total", "lines of requests that the served version was not "
+            "trained on (answered with a warning, or refused with AMHS_STRICT_LINES)",
+            registry=reg)
         self.notifications = Counter(
             "amhs_notifications_total", "webhook messages (one per URL) by kind and result: sent, "
             "failed after every try, dropped because the queue was full", ["kind", "result"],

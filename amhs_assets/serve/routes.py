@@ -12,8 +12,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from amhs_assets.redact import redact
+from amhs_assets.serve.config import FALSE_WORDS, TRUE_WORDS
+from amhs_assets.serve.known_lines import line_warnings, refuse_untrained, untrained_lines
 from amhs_assets.serve.limits import JSON, read_body
-from amhs_assets.serve.model_store import NoChampion, ReloadFailed, ServedModel
+from amhs_assets.serve.model_store import (
+    LOAD_FAILED,
+    LOADING,
+    NoChampion,
+    ReloadFailed,
+    ServedModel,
+)
 from amhs_assets.serve.schemas import (
     ErrorResponse,
     Health,
@@ -42,11 +50,17 @@ def error(status: int, detail: str, **extra: object) -> Response:
 
 
 def no_model(request: Request) -> Response:
-    """503 while no champion is loaded, with the last load error if there was one."""
+    """503 while no champion is served: why (the store's state), and the last load error."""
     store = request.app.state.store
-    return json_response({"detail": "no model loaded: no version of "
-                          f"{store.settings.model_name!r} carries the alias "
-                          f"{store.settings.alias!r} yet, or it is still loading",
+    state, name, alias = store.state, store.settings.model_name, store.settings.alias
+    if state == LOADING:
+        why = f"the version of {name!r} that carries the alias {alias!r} is still loading"
+    elif state == LOAD_FAILED:
+        why = (f"the version of {name!r} that carries the alias {alias!r} failed to load "
+               "(last_reload_error); fix or move the alias, then POST /v1/reload")
+    else:
+        why = f"no version of {name!r} carries the alias {alias!r} yet"
+    return json_response({"detail": f"no model loaded: {why}", "state": state,
                           "last_reload_error": store.last_reload_error}, 503)
 
 
@@ -74,7 +88,6 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
                     "schema": {"type": "string"},
                     "description": "with AMHS_LOG_TOKEN set on the server, only requests "
                                    "carrying it are logged for monitoring and notified"}]}
-TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 def query_flag(request: Request, name: str) -> bool:
@@ -85,7 +98,7 @@ def query_flag(request: Request, name: str) -> bool:
         return False
     if value.strip().lower() in TRUE_WORDS:
         return True
-    if value.strip().lower() in ("0", "false", "no", "off", ""):
+    if value.strip().lower() in (*FALSE_WORDS, ""):
         return False
     raise RequestError(400, f"query parameter {name}={value!r}: expected true or false")
 
@@ -122,8 +135,14 @@ def forecast(state, served: ServedModel, body: bytes, explain: bool) -> tuple[li
     spans = check_shape(body, settings.max_row_keys, settings.max_row_bytes, settings.max_rows)
     lines, asked = validate_request(body, state.adapter, settings.max_rows,
                                     served.predictor.lookback, spans)
+    unknown = untrained_lines(served.predictor, lines)
+    if unknown:
+        state.metrics.untrained_lines.inc(len(unknown))
+        if settings.strict_lines:
+            raise refuse_untrained(served.predictor, unknown)
     predictions = served.predictor.predict_lines(lines, explain=explain or asked)
-    return predictions, orjson.dumps({"model": served.ref, "predictions": predictions})
+    return predictions, orjson.dumps({"model": served.ref, "predictions": predictions,
+                                      "warnings": line_warnings(served.predictor, unknown)})
 
 
 def feeds_monitoring(request: Request) -> bool:
@@ -147,13 +166,21 @@ async def model_info(request: Request) -> Response:
     return json_response({**served.info(), "last_reload_error": store.last_reload_error})
 
 
-@router.get("/health", response_model=Health, responses=_responses(), summary="Liveness")
+@router.get("/health", response_model=Health, responses=_responses(), summary="Health")
 async def health(request: Request) -> Response:
-    """200 with the model version when one is loaded, 503 when none is."""
+    """200 with the model version when one is served; 503 when none is, with its `state`:
+    `loading`, `no_champion` or `load_failed`. Answers at once, whatever is in progress."""
     served = request.app.state.store.current
     if served is None:
         return no_model(request)
-    return json_response({"status": "ok", "model": served.ref})
+    return json_response({"status": "ok", "state": "ready", "model": served.ref})
+
+
+@router.get("/ready", response_model=Health, responses=_responses(), summary="Readiness")
+async def ready(request: Request) -> Response:
+    """For an orchestrator's readiness probe: 200 only while a model is served (send traffic),
+    503 with the `state` otherwise (loading, no_champion, load_failed: do not)."""
+    return await health(request)
 
 
 @router.post("/v1/reload", response_model=ReloadResult,

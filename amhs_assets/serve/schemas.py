@@ -86,12 +86,25 @@ class ModelRef(BaseModel):
     alias: str
 
 
+class PredictWarning(BaseModel):
+    """Something the answer holds that the model was not made for (the 200 stands)."""
+
+    code: Literal["untrained_line"] = Field(
+        description="untrained_line: the served version's training data held no rows of this "
+                    "line (versions that did not record their lines never say so)")
+    line_id: str
+    message: str
+
+
 class PredictResponse(BaseModel):
     """Answer of POST /v1/predict (SPEC section 6)."""
 
     model_config = ConfigDict(protected_namespaces=())
     model: ModelRef
     predictions: list[LineForecast]
+    warnings: list[PredictWarning] = Field(
+        [], description="one per line the model was not trained on (empty when none); with "
+                        "AMHS_STRICT_LINES such a request is a 422 instead")
 
 
 class ErrorItem(BaseModel):
@@ -123,6 +136,8 @@ class ModelInfo(BaseModel):
     horizons: list[int]
     feature_count: int
     feature_version: str | None = None
+    line_ids: list[str] | None = Field(
+        None, description="the lines of its training data; null: not recorded (older versions)")
     run_id: str | None = None
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
@@ -131,16 +146,21 @@ class ModelInfo(BaseModel):
 
 
 class NoModel(BaseModel):
-    """503: no champion is loaded (yet)."""
+    """503: no champion is served, and why (`state`)."""
 
     detail: str
+    state: Literal["loading", "no_champion", "load_failed"] = Field(
+        description="loading: the first look at the alias or a load is in progress; "
+                    "no_champion: no version carries the alias; load_failed: its version "
+                    "failed to load (last_reload_error)")
     last_reload_error: str | None = None
 
 
 class Health(BaseModel):
-    """GET /health when a model is loaded."""
+    """GET /health and GET /ready when a model is served."""
 
     status: Literal["ok"]
+    state: Literal["ready"]
     model: ModelRef
 
 

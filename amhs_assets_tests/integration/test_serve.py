@@ -69,7 +69,8 @@ def test_predict_answers_in_the_spec_shape_for_every_line_and_horizon(client):
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     PredictResponse.model_validate(doc)
-    assert set(doc) == {"model", "predictions"}
+    assert set(doc) == {"model", "predictions", "warnings"}
+    assert doc["warnings"] == []  # the tiny champion did not record its lines: none can warn
     assert doc["model"] == {"name": "amhs-predictor", "version": "1", "alias": "champion"}
     assert [p["line_id"] for p in doc["predictions"]] == ["A", "B"]
     latest = pd.Timestamp(rows()[-1]["timestamp"]).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -138,6 +139,7 @@ def test_model_info_names_version_lookback_horizons_features_and_metrics(client)
 def test_health_reports_the_loaded_version(client):
     answer = client.get("/health")
     assert answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+    assert answer.json()["state"] == "ready" and client.get("/ready").status_code == 200
 
 
 def test_docs_and_the_row_schema_come_from_the_contract(client):

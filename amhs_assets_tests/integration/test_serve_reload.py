@@ -3,6 +3,8 @@ token on POST /v1/reload, a swap under load with no failed request, a broken ver
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import threading
 import time
 from pathlib import Path
@@ -29,18 +31,85 @@ def predict(client: httpx.Client) -> httpx.Response:
     return client.post("/v1/predict", json={"rows": list(rows())})
 
 
-def test_no_champion_is_a_503_until_one_is_registered_and_found(tmp_path):
+def served_state(client: httpx.Client) -> tuple[int, int, str]:
+    """(status of /health, status of /ready, the state both name, or "changing" when it changed
+    between the two answers)."""
+    health, ready = client.get("/health"), client.get("/ready")
+    states = {health.json()["state"], ready.json()["state"]}
+    return health.status_code, ready.status_code, states.pop() if len(states) == 1 else "changing"
+
+
+def wait_state(client: httpx.Client, state: str, timeout_s: float = 60) -> tuple[int, int, str]:
+    """Poll /health and /ready until they name `state`."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := served_state(client))[2] != state and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return seen
+
+
+def test_health_and_ready_tell_no_champion_a_failed_load_and_ready_apart(tmp_path):
     uri = new_store(tmp_path)
     with serving(tmp_path, uri, wait_model=False, AMHS_RELOAD_INTERVAL_S="1",
                  AMHS_API_TOKEN="") as server, server.client() as client:
-        for answer in (client.get("/health"), predict(client), client.get("/v1/model")):
+        assert wait_state(client, "no_champion") == (503, 503, "no_champion")
+        for answer in (client.get("/health"), client.get("/ready"), predict(client),
+                       client.get("/v1/model")):
             assert answer.status_code == 503, answer.text
-            assert "no model loaded" in answer.json()["detail"]
+            assert answer.json()["detail"].startswith("no model loaded: no version of")
         disabled = client.post("/v1/reload", headers=AUTH)
         assert disabled.status_code == 403 and "AMHS_API_TOKEN" in disabled.json()["detail"]
-        register(tiny_champion(), uri)  # the periodic alias check picks it up
-        server.wait_for("/health", 200, timeout_s=60)
-        assert predict(client).json()["model"]["version"] == "1"
+        register(tiny_champion(), uri, alias=None)  # the registered model, no alias yet
+        bad = broken_version(uri, tmp_path)  # the periodic alias check tries it
+        assert wait_state(client, "load_failed") == (503, 503, "load_failed")
+        failed = client.get("/ready").json()
+        assert "failed to load" in failed["detail"] and f"version {bad}" in failed[
+            "last_reload_error"]
+        register(tiny_champion(), uri)  # a loadable champion: picked up by the next check
+        assert wait_state(client, "ready") == (200, 200, "ready")
+        assert client.get("/ready").json() == client.get("/health").json() == {
+            "status": "ok", "state": "ready", "model": {
+                "name": REGISTERED_MODEL_NAME, "version": "3", "alias": CHAMPION_ALIAS}}
+        assert predict(client).json()["model"]["version"] == "3"
+
+
+class StallingTracking(http.server.BaseHTTPRequestHandler):
+    """An MLflow tracking server that holds every request until `release` is set, then answers
+    404: a store too slow to say which version is champion, then one without it."""
+
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.release.wait(120)
+        body = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such alias"}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_health_and_ready_answer_loading_at_once_while_the_store_is_slow(tmp_path):
+    tracking = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StallingTracking)
+    threading.Thread(target=tracking.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{tracking.server_address[1]}"
+    try:
+        with serving(tmp_path, uri, wait_model=False) as server, server.client() as client:
+            time.sleep(1)  # the champion check is waiting on the store by now
+            started = time.perf_counter()
+            assert served_state(client) == (503, 503, "loading")
+            assert time.perf_counter() - started < 1.0  # two answers, neither waits on the store
+            assert "still loading" in client.get("/ready").json()["detail"]
+            StallingTracking.release.set()
+            assert wait_state(client, "no_champion") == (503, 503, "no_champion")
+    finally:
+        StallingTracking.release.set()
+        with contextlib.suppress(Exception):
+            tracking.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.kinds import candidate_models
 from amhs_assets.redact import redact
 from amhs_assets.registry.gate import candidate_metrics, persistence_verdicts
-from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.registry.predictor import LINE_IDS, AmhsPredictor
 from amhs_assets.registry.store import (
     apply_gate,
     input_example,
@@ -86,7 +86,8 @@ def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     predictor = AmhsPredictor(model, {
         "feature_names": list(next(iter(xgb.horizon_models.values())).feature_names),
         "kind": kind, "data_fingerprint": fingerprint,
-        "test_window": evaluation_report["test_window"]})
+        "test_window": evaluation_report["test_window"],
+        LINE_IDS: sorted(map(str, pd.unique(cleaned_amhs_logs["line_id"])))})
     passed = tags[TAG_CHECKS] == "true"
     with mlflow.run(context) as run, tempfile.TemporaryDirectory() as workdir:
         version = publish(mlflow.client(), REGISTERED_MODEL_NAME, predictor,
