@@ -190,3 +190,15 @@ def test_a_large_body_checked_in_pieces_gets_the_answer_of_one_piece(monkeypatch
         assert one == pieces, (one if isinstance(one, tuple) else "ok", pieces)
     assert parsed(orjson.dumps(bodies[3]), True)[1].startswith("row 7, line 'L1', field "
                                                                "'vehicles_total'")
+
+
+def test_strict_lines_and_log_switches_read_yes_no_words_and_name_a_bad_one(tmp_path):
+    def read(**env: str) -> ServeSettings:
+        return ServeSettings.from_env({"AMHS_DATA_DIR": str(tmp_path), **env})
+
+    assert read().strict_lines is False and read().log_predictions is True
+    assert read(AMHS_STRICT_LINES="yes").strict_lines is True
+    assert read(AMHS_STRICT_LINES=" On ").strict_lines is True
+    assert read(AMHS_LOG_PREDICTIONS="off").log_predictions is False
+    with pytest.raises(ValueError, match="AMHS_STRICT_LINES='maybe'"):
+        read(AMHS_STRICT_LINES="maybe")
