@@ -366,3 +366,33 @@ def test_training_registration_and_promotion_against_a_real_mlflow_server(world,
         assert len(offline.search_model_versions(f"name='{NAME}'")) == 3
     finally:
         world.tracking.client()  # mlflow's global URIs back to the embedded store
+
+
+PASSWORD = "s3cret-pa55word-9f2"
+
+
+@pytest.mark.integration
+def test_a_tracking_uri_password_never_reaches_dagster_storage_metadata_or_output(
+        world, tmp_path, capfd):
+    """Registration through a real server whose URI carries a password: the run succeeds, and
+    the password is in no event, no metadata value, no file of the Dagster instance and nothing
+    printed (MLflow's 'View run at <host>' included)."""
+    try:
+        with mlflow_server(tmp_path) as uri:
+            secret = uri.replace("http://", f"http://amhs:{PASSWORD}@")
+            tracking = MlflowTracking(tracking_uri=secret, lock_path=world.tracking.lock_path)
+            result = materialize(world, "evaluation_report", "registered_model",
+                                 tracking=tracking)
+            assert result.success, failure_text(result)
+            assert reg.connect(uri).get_model_version(NAME, "1").tags["artifact_sha256"]
+        metadata = next(m for m in result.asset_materializations_for_node("registered_model"))
+        assert metadata.metadata["tracking_uri"].value == secret.replace(PASSWORD, "***")
+        events = "\n".join(repr(e) for e in result.all_events)
+        assert PASSWORD not in events
+        printed = capfd.readouterr()
+        assert PASSWORD not in printed.out + printed.err
+        root = Path(world.instance.root_directory)
+        leaked = [p for p in root.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+        assert not leaked, leaked
+    finally:
+        world.tracking.client()  # mlflow's global URIs back to the embedded store
