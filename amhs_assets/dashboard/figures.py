@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from amhs_assets.contract import CRITICAL_THRESHOLD_S, WARNING_THRESHOLD_S
-from amhs_assets.html import OKABE_ITO
+from amhs_assets.html import OKABE_ITO, on_grid
 
 MAX_LINES = 12  # lines offered in the predicted-vs-actual menu (page weight grows with each)
 TOP_COLUMNS = 10
@@ -65,19 +65,19 @@ def predicted_vs_actual(scored: pd.DataFrame, tz: str, hours: float = 24.0) -> g
     for i, line in enumerate(lines):
         for j, h in enumerate(horizons):
             part = rows[(rows["line_id"] == line) & (rows["horizon"] == h)]
-            x = local(part["timestamp"], tz)
-            y = part[["pred_min", "pred_max", "pred_avg", "actual_avg"]].round(1)
+            x, y = on_grid(local(part["timestamp"], tz),  # whole seconds: the page's weight
+                           part[["pred_min", "pred_max", "pred_avg", "actual_avg"]])
             first = j == 0
             for trace in (
-                go.Scatter(x=x, y=y["pred_max"], mode="lines", line_width=0, hoverinfo="skip",
+                go.Scatter(**x, y=y["pred_max"], mode="lines", line_width=0, hoverinfo="skip",
                            showlegend=False, legendgroup="band"),
-                go.Scatter(x=x, y=y["pred_min"], mode="lines", line_width=0, fill="tonexty",
+                go.Scatter(**x, y=y["pred_min"], mode="lines", line_width=0, fill="tonexty",
                            fillcolor="rgba(0,114,178,0.18)", name="predicted min–max",
                            legendgroup="band", showlegend=first),
-                go.Scatter(x=x, y=y["actual_avg"], mode="lines", name="actual avg",
+                go.Scatter(**x, y=y["actual_avg"], mode="lines", name="actual avg",
                            line={"color": OKABE_ITO["black"], "width": 1.5},
                            legendgroup="actual", showlegend=first),
-                go.Scatter(x=x, y=y["pred_avg"], mode="lines", name="predicted avg",
+                go.Scatter(**x, y=y["pred_avg"], mode="lines", name="predicted avg",
                            line={"color": OKABE_ITO["blue"], "width": 1.5, "dash": "dot"},
                            legendgroup="pred", showlegend=first)):
                 trace.visible = i == 0

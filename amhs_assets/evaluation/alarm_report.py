@@ -110,8 +110,8 @@ def pr_figure(frame: pd.DataFrame, points: dict[tuple[str, int], float | None], 
         if not len(precision):
             continue
         colour = colours.get(model)
-        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=model,
-                                 line={"color": colour}, customdata=cut,
+        fig.add_trace(go.Scatter(x=recall.round(4), y=precision.round(4), mode="lines",
+                                 name=model, line={"color": colour}, customdata=cut.round(4),
                                  hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.2f}"
                                                "<br>precision %{y:.2f}<extra>" + esc(model)
                                                + "</extra>"))

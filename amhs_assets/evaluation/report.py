@@ -36,6 +36,7 @@ from amhs_assets.html import (
     local_time,
     note,
     num,
+    on_grid,
     plotly_script,
 )
 
@@ -253,15 +254,15 @@ def _plotted_model(preds: pd.DataFrame, results: pd.DataFrame, horizon: int) -> 
 
 def _day_traces(part: pd.DataFrame, model: str, visible: bool) -> list[go.Scatter]:
     """Band, actual and predicted traces of one line."""
-    x, part = part["local"], part[["pred_min", "pred_max", "actual_avg", "pred_avg"]].round(1)  # page size
-    return [go.Scatter(x=x, y=part["pred_max"], mode="lines", line_width=0, showlegend=False,
+    x, part = on_grid(part["local"], part[["pred_min", "pred_max", "actual_avg", "pred_avg"]])
+    return [go.Scatter(**x, y=part["pred_max"], mode="lines", line_width=0, showlegend=False,
                        hoverinfo="skip", visible=visible),
-            go.Scatter(x=x, y=part["pred_min"], mode="lines", line_width=0, fill="tonexty",
+            go.Scatter(**x, y=part["pred_min"], mode="lines", line_width=0, fill="tonexty",
                        fillcolor="rgba(0,114,178,0.2)", name=f"{model} predicted min–max",
                        visible=visible),
-            go.Scatter(x=x, y=part["actual_avg"], mode="lines", line_color=OKABE_ITO["black"],
+            go.Scatter(**x, y=part["actual_avg"], mode="lines", line_color=OKABE_ITO["black"],
                        name="actual avg", visible=visible),
-            go.Scatter(x=x, y=part["pred_avg"], mode="lines", line_color=OKABE_ITO["blue"],
+            go.Scatter(**x, y=part["pred_avg"], mode="lines", line_color=OKABE_ITO["blue"],
                        line_dash="dot", name=f"{model} predicted avg", visible=visible)]
 
 

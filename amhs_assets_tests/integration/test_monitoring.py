@@ -25,7 +25,6 @@ from amhs_assets.simulate.lines import simulate_lines, write_frame_by_day
 from amhs_assets_tests.support import serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
-CHROMIUM = "/usr/bin/chromium"
 SMALL = {"xgb": {"num_boost_round": 15}, "ensemble": {"hgb_max_iter": 10, "mlp_epochs": 2}}
 DAYS = 14  # the drift report calibrates on at least 7 daily windows of the training split
 MONITORING = dg.AssetSelection.assets("performance_monitor", "monitoring_dashboard")
@@ -159,19 +158,7 @@ def test_a_shifted_model_in_the_api_log_fails_the_check_once_per_rerun_without_d
     assert "✘ DEGRADED" in page and "API log, v1" in page
 
 
-# --- the page in a real browser ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    """Headless chromium of the system (skipped without it: .ci/run installs it)."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no {CHROMIUM}: install Debian's chromium (.ci/run does) for browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
+# --- the page in a real browser (the browser fixture: conftest.py) -----------------------------
 def open_page(browser, url: str, screenshot: Path) -> dict:
     """Load a page at 1366x768, wait for plotly, screenshot it; what a reader would see."""
     page = browser.new_page(viewport={"width": 1366, "height": 768})
