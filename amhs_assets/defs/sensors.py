@@ -24,7 +24,7 @@ from amhs_assets.defs.jobs import MONITORING_JOB, reason_tags, training_job, tra
 from amhs_assets.defs.partitions import offered_days
 from amhs_assets.defs.resources import AmhsSettings
 from amhs_assets.ingest.days import INDEX_FILE, affected_days, update_stored_index
-from amhs_assets.ingest.watch import WatchState, decide, partitions_to_refresh
+from amhs_assets.ingest.watch import WATCH_FILE, decide, load_state, partitions_to_refresh
 from amhs_assets.monitoring.triggers import (
     SOURCES,
     Change,
@@ -92,7 +92,8 @@ def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
                            "previous day's targets), tagged amhs/burst; ingested_data_sensor "
                            "then launches training_job.")
     def _sensor(context: dg.SensorEvaluationContext):
-        state = WatchState.loads(context.cursor)
+        detail = settings.layout.warehouse / WATCH_FILE
+        state = load_state(context.cursor, detail)
         # no launch remembered (first tick, or a reset cursor): the data of the last
         # materialization is the baseline, so a restart does not redo unchanged data; but a
         # warehouse never written (a data folder from before the day partitions) is filled
@@ -100,7 +101,8 @@ def raw_data_sensor(settings: AmhsSettings) -> dg.SensorDefinition:
         baseline = "" if state.fingerprint or not indexed else latest_raw_fingerprint(
             context.instance)
         decision = decide(settings.raw_dir, state, baseline, settings.ingest.pure())
-        context.update_cursor(decision.state.dumps())
+        decision.state.save_detail(detail)
+        context.update_cursor(decision.state.cursor())
         if decision.action != "launch":
             return dg.SkipReason(decision.reason)
         plan = ingest_plan(settings, decision.changed, context.log)

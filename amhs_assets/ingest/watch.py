@@ -9,11 +9,18 @@ Each tick compares a cheap scan (path, size, modification time) with the cursor:
 The hash is taken from one stable read (a file that changes while it is hashed waits); a file
 over ingest.max_file_bytes is never read, its size and time stand for its hash; symbolic links
 out of the raw folder are not watched (the index refuses them, with the reason).
+
+The sensor's cursor stays small and readable in the UI (`cursor`: file count, the folder's
+fingerprint, the digest of the detail); the detail (every file's size, time and hash) lives in a
+file beside the raw index (`save_detail` / `load_state`). A detail file that is missing or does
+not match the cursor costs one hashing of the folder, never a launch on unchanged data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from amhs_assets.ingest.limits import IngestConfig
 from amhs_assets.ingest.snapshot import stable_sha256, unread_token
 
 Scan = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
+WATCH_FILE = "_raw_watch.json"  # the sensor's detail, beside the raw index under the warehouse
 
 
 @dataclass
@@ -44,6 +52,42 @@ class WatchState:
         data = json.loads(text)
         return cls(data.get("launched", {}), {k: tuple(v) for k, v in data.get("seen", {}).items()},
                    data.get("fingerprint", ""))
+
+    def cursor(self) -> str:
+        """The sensor's cursor: what the UI shows (files, fingerprint) and the digest of the
+        detail file that holds the rest."""
+        return json.dumps({"files": len(self.launched), "fingerprint": self.fingerprint,
+                           "detail": self.digest()})
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.dumps().encode()).hexdigest()[:16]
+
+    def save_detail(self, path: Path) -> None:
+        """Write the detail atomically (before the cursor that names its digest)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.dumps())
+        tmp.replace(path)
+
+
+def load_state(cursor: str | None, detail: Path) -> WatchState:
+    """The watcher's state from the sensor's cursor and the detail file. A cursor of the old
+    kind (the whole state inline) is read as it is; a detail file that is missing, unreadable or
+    not the one the cursor names leaves only the fingerprint (the next tick hashes the folder
+    once and launches only if its content differs)."""
+    if not cursor:
+        return WatchState()
+    data = json.loads(cursor)
+    if "launched" in data:  # written before the detail file existed
+        return WatchState.loads(cursor)
+    try:
+        state = WatchState.loads(Path(detail).read_text())
+    except (OSError, ValueError):
+        state = None
+    if state is not None and state.digest() == data.get("detail"):
+        return state
+    return WatchState(fingerprint=data.get("fingerprint", ""))
 
 
 @dataclass

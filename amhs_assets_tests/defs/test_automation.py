@@ -224,6 +224,11 @@ def test_a_restart_with_an_empty_cursor_does_not_redo_materialized_data(
     write(settings.raw_dir / "day2.csv")  # and a real change still launches
     assert tick() == []
     assert len(tick()) == 1
+    # the cursor the UI shows is a line; the detail is in a file beside the raw index
+    cursor = json.loads(tick.cursor)
+    assert set(cursor) == {"files", "fingerprint", "detail"} and cursor["files"] == 2
+    detail = json.loads((settings.layout.warehouse / "_raw_watch.json").read_text())
+    assert set(detail["launched"]) == {"day1.csv", "day2.csv"}
 
 
 def test_a_data_folder_from_before_the_warehouse_is_ingested_on_the_first_tick(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from amhs_assets.ingest.watch import WatchState, decide
@@ -87,3 +88,40 @@ def test_a_removed_file_is_a_change(tmp_path):
     (tmp_path / "b.csv").unlink()
     decision, _ = tick(tmp_path, state)
     assert decision.action == "launch" and "b.csv" in decision.changed
+
+
+def test_the_cursor_is_compact_and_the_detail_file_carries_the_rest(tmp_path):
+    from amhs_assets.ingest.watch import load_state
+
+    raw, detail = tmp_path / "raw", tmp_path / "warehouse" / "_raw_watch.json"
+    raw.mkdir()
+    for i in range(300):
+        (raw / f"day{i:03d}.csv").write_text(f"x\n{i}\n")
+    _, state = tick(raw, WatchState())
+    decision, state = tick(raw, state)
+    assert decision.action == "launch"
+    state.save_detail(detail)
+    cursor = json.loads(state.cursor())
+    assert cursor == {"files": 300, "fingerprint": state.fingerprint, "detail": state.digest()}
+    assert len(state.cursor()) < 200 < len(state.dumps()) / 100  # the UI shows a line, not a blob
+    loaded = load_state(state.cursor(), detail)
+    assert loaded.dumps() == state.dumps()
+    assert decide(raw, loaded).action == "none"
+    # an old cursor (the whole state inline) still reads as it is
+    assert load_state(state.dumps(), tmp_path / "nowhere").dumps() == state.dumps()
+    # a detail file of another tick, or none: only the fingerprint; the folder is hashed again
+    # and unchanged content launches nothing
+    (raw / "day000.csv").write_text("x\nchanged\n")
+    other = decide(raw, decide(raw, loaded).state).state
+    other.save_detail(detail)
+    for lost in (True, False):
+        if lost:
+            detail.unlink()
+        else:
+            other.save_detail(detail)
+        partial = load_state(state.cursor(), detail)
+        assert partial.launched == {} and partial.fingerprint == state.fingerprint
+    (raw / "day000.csv").write_text("x\n0\n")  # back to what the cursor's fingerprint covers
+    first = decide(raw, partial)
+    assert first.action == "wait"  # every file looks new: one tick to hold still
+    assert decide(raw, first.state).action == "none"
