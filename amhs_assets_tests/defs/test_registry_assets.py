@@ -53,7 +53,7 @@ from amhs_assets.models.unified import fit_unified_model
 from amhs_assets.models.xgb import XgbConfig, XgbModel, fit_horizon_models
 from amhs_assets.registry import store as reg
 from amhs_assets.registry.gate import GateConfig
-from amhs_assets.registry.predictor import AmhsPredictor
+from amhs_assets.registry.predictor import AmhsPredictor, load_registered
 from amhs_assets.registry.tags import data_fingerprint
 from amhs_assets.simulate.lines import simulate_lines
 from amhs_assets.warehouse import write_days
@@ -253,6 +253,9 @@ def test_the_champion_predicts_raw_rows_in_a_fresh_process(world, two_versions, 
         world.io.values["model_dataset"].feature_names)}).predict_frame(rows)
     assert served.columns.tolist() == local.columns.tolist()
     pd.testing.assert_frame_equal(served, local, check_dtype=False)
+    # the version records the lines it was trained on: the API warns of any other line
+    champion = world.client.get_model_version_by_alias(NAME, CHAMPION_ALIAS).version
+    assert load_registered(world.client, NAME, champion).line_ids == {"A", "B"}
 
 
 def test_registration_against_an_unreachable_server_registers_nothing(world, two_versions):
