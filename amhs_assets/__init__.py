@@ -1,6 +1,14 @@
-"""AMHS failure prediction as a Dagster asset graph: `from amhs_assets import defs`."""
+"""AMHS failure prediction as a Dagster asset graph: `from amhs_assets import defs`.
+
+`defs` is built on first access, not on import: building it imports Dagster, MLflow and every
+asset (about 9 s of CPU), which `amhs --help` and `amhs registry list` never need. Dagster's
+loaders (`-m amhs_assets`, workspace.yaml) find it all the same: they list the module with
+`dir()` and read each name with `getattr()`.
+"""
 
 import os
+import sys
+import types
 
 # XGBoost and scikit-learn share one OpenMP runtime whose threads spin while they wait. On a
 # machine with other busy processes (2 cores, a daemon, the API) spinning threads steal the very
@@ -8,6 +16,33 @@ import os
 # Set before any OpenMP library loads; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from amhs_assets.definitions import defs  # noqa: E402
-
 __all__ = ["defs"]
+
+
+class _Package(types.ModuleType):
+    """This package, whose `defs` is the Definitions, built on first read. A property, not a
+    module __getattr__: importing the subpackage amhs_assets/defs/ binds the name `defs` on its
+    parent, which would hide a lazy attribute; the property ignores that binding."""
+
+    @property
+    def defs(self):
+        built = self.__dict__.get("_definitions")
+        if built is None:
+            from amhs_assets.definitions import defs as built
+
+            self.__dict__["_definitions"] = built
+        return built
+
+    @defs.setter
+    def defs(self, value) -> None:
+        if not isinstance(value, types.ModuleType):  # the subpackage's binding is not ours
+            self.__dict__["_definitions"] = value
+
+
+def __dir__() -> list[str]:
+    """The module's names, `defs` among them before it is built (Dagster's loaders look), and
+    only once: Dagster refuses a module with two Definitions."""
+    return sorted((set(globals()) - {"_definitions"}) | {"defs"})
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,4 +1,9 @@
-"""The `amhs` command: simulate data, run the pipeline, serve the API, manage the registry."""
+"""The `amhs` command: simulate data, run the pipeline, serve the API, manage the registry.
+
+Only click and the simulator's defaults load with this module: each command imports what it
+needs when it runs, so `amhs --help` never loads Dagster, MLflow, pandas or XGBoost
+(amhs_assets_tests/test_cli_imports.py keeps it so; benchmarks/bench_cli.py times it).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,7 @@ from typing import Iterator
 
 import click
 
-from amhs_assets.config import read_environment
-from amhs_assets.simulate import lines as sim
+from amhs_assets import simulate as sim
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,8 +38,11 @@ def main() -> None:
 def simulate(lines: int, days: int, seed: int, out: Path | None, drift_day: int | None,
              start: str) -> None:
     """Write simulated raw logs: one CSV per line and day, in the 32-column contract."""
+    from amhs_assets.config import read_environment
+    from amhs_assets.simulate.lines import write_simulation
+
     out = out or read_environment().layout.raw
-    paths = sim.write_simulation(out, lines=lines, days=days, seed=seed, drift_day=drift_day,
+    paths = write_simulation(out, lines=lines, days=days, seed=seed, drift_day=drift_day,
                                  start=start, progress=True)
     click.echo(f"wrote {len(paths)} file(s) under {out}")
 
@@ -47,13 +54,15 @@ def simulate(lines: int, days: int, seed: int, out: Path | None, drift_day: int 
               help="days to simulate when data/raw is empty")
 def run(lines: int, days: int) -> None:
     """Run the whole asset graph (simulating a default data set first if raw/ is empty)."""
+    from amhs_assets.config import read_environment
     from amhs_assets.progress import show_bars
     from amhs_assets.runner import run_pipeline
+    from amhs_assets.simulate.lines import write_simulation
 
     raw = read_environment().layout.raw
     if not raw.exists() or not any(p.is_file() for p in raw.rglob("*")):
         click.echo(f"{raw} is empty: simulating {lines} line(s) x {days} day(s)")
-        sim.write_simulation(raw, lines=lines, days=days, seed=sim.DEFAULT_SEED, progress=True)
+        write_simulation(raw, lines=lines, days=days, seed=sim.DEFAULT_SEED, progress=True)
     show_bars(sys.stderr.isatty())  # progress bars in a terminal; the Dagster log always has lines
     ok = run_pipeline(echo=click.echo)
     if not ok:
@@ -99,6 +108,7 @@ def _registry_client() -> Iterator[tuple]:
     """The deployment and a registry client; registry errors become clean messages."""
     from mlflow.exceptions import MlflowException
 
+    from amhs_assets.config import read_environment
     from amhs_assets.registry import store as reg
 
     deployment = read_environment()
@@ -112,7 +122,9 @@ def _registry_client() -> Iterator[tuple]:
 @registry.command("list")
 @click.option("--tags", "show_tags", is_flag=True, help="also print every tag of every version")
 def registry_list(show_tags: bool) -> None:
-    """Versions, newest first: aliases, key test metrics, decision and provenance tags."""
+    """Versions, newest first: aliases, the test window each was scored on, its test metrics
+    (avg_mae_h10: MAE in s of the 10-minute window-mean transfer time; *_mean: mean over the
+    horizons), decision and provenance tags."""
     import pandas as pd
 
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
@@ -121,14 +133,19 @@ def registry_list(show_tags: bool) -> None:
     from amhs_assets.registry.listing import version_table
 
     with _registry_client() as (deployment, client):
-        table = version_table(client, NAME)
+        table, windows = version_table(client, NAME)
         click.echo(f"{NAME} at {redact(deployment.resolved_tracking_uri)}: {len(table)} "
                    "version(s)")
         if table.empty:
             return
-        with pd.option_context("display.width", 250, "display.max_columns", 30,
+        with pd.option_context("display.width", 250, "display.max_columns", 40,
                                "display.max_colwidth", 60):
             click.echo(table.to_string(index=False))
+        click.echo("metrics: each version on its own test window, below; compare figures only "
+                   "between versions of one window (the gate re-evaluates the champion on the "
+                   "challenger's window)")
+        for label, words in windows.items():
+            click.echo(f"  {label}: {words}")
         moves = read_ledger(client, NAME).moves()
         click.echo(f"alias ledger: {len(moves)} move(s)" + (
             f", the latest {moves[-1].describe()}" if moves else "")
@@ -240,6 +257,7 @@ def down() -> None:
 def backfill(first_day: str | None, last_day: str | None, url: str, wait: bool) -> None:
     """Backfill the day partitions (cleaned logs, features, targets) of the raw files' days
     through the webserver: the daemon runs it, days_per_run days per run, on the workers."""
+    from amhs_assets.config import read_environment
     from amhs_assets.ingest.days import update_stored_index
     from amhs_assets.webserver_client import WebserverError, launch_backfill, wait_for_backfill
 

@@ -7,11 +7,13 @@ the rest of the package imports it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+if TYPE_CHECKING:  # pandera loads in a third of a second: only where a frame is checked
+    import pandera.pandas as pa
 
 # --- targets and horizons (SPEC section 2) -------------------------------------------------
 TARGET_COLUMN = "transfer_time_avg_s"
@@ -150,6 +152,8 @@ CROSS_COLUMN_RULES: tuple[tuple[str, tuple[str, ...], Callable[[pd.DataFrame], p
 
 def _column_checks(spec: ColumnSpec) -> list[pa.Check]:
     """Range and integrality checks of one numeric column."""
+    import pandera.pandas as pa
+
     checks: list[pa.Check] = []
     if spec.low is not None or spec.high is not None:
         low = spec.low if spec.low is not None else -np.inf
@@ -162,6 +166,8 @@ def _column_checks(spec: ColumnSpec) -> list[pa.Check]:
 
 def raw_schema() -> pa.DataFrameSchema:
     """The contract as a pandera schema over a typed frame (numbers as float64, UTC timestamps)."""
+    import pandera.pandas as pa
+
     columns: dict[str, pa.Column] = {
         "timestamp": pa.Column(
             pd.DatetimeTZDtype("ns", "UTC"),

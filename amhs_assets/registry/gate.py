@@ -6,6 +6,9 @@ metrics (``baseline_*`` and ``baseline_version``). ``decide`` turns the challeng
 champion's tags into a decision with a reason:
 
 - no challenger, or one already decided: nothing to do (a challenger is decided once);
+- a challenger the champion was rolled back from: nothing to do, ever (a rollback takes its
+  challenger alias too; should the alias come back, the gate still leaves it: only a person
+  promotes it again, with `amhs registry promote`);
 - no champion yet, or a champion whose feature version is older than the code's: promote;
 - same test window (start, end, rows): compare the recorded test metrics;
 - different windows: compare with the champion re-evaluated on the challenger's window (the
@@ -35,6 +38,9 @@ from amhs_assets.registry.tags import (
     TAG_FEATURES,
     TAG_KIND,
     TAG_REASON,
+    TAG_ROLLBACK_REASON,
+    TAG_ROLLED_BACK_AT,
+    TAG_ROLLED_BACK_BY,
     TEST_PREFIX,
     WINDOW_TAGS,
     metrics_from_tags,
@@ -211,6 +217,12 @@ def decide(challenger: VersionRef | None, champion: VersionRef | None, feature_v
     ids = {"challenger": challenger.version, "champion": champion.version if champion else None}
     if champion is not None and champion.version == challenger.version:
         return Decision(NOTHING, f"v{challenger.version} is already champion", **ids)
+    if challenger.tags.get(TAG_ROLLED_BACK_AT):
+        t = challenger.tags
+        return Decision(NOTHING, f"v{challenger.version} was rolled back from at "
+                        f"{t[TAG_ROLLED_BACK_AT]} by {t.get(TAG_ROLLED_BACK_BY)} "
+                        f"({t.get(TAG_ROLLBACK_REASON)}): the gate never promotes it again; "
+                        f"`amhs registry promote {challenger.version} --reason ...` can", **ids)
     if challenger.tags.get(TAG_DECISION):
         t = challenger.tags
         return Decision(NOTHING, f"v{challenger.version} was already decided: {t[TAG_DECISION]} at "

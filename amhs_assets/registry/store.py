@@ -15,7 +15,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import mlflow
 import numpy as np
@@ -41,13 +41,6 @@ from amhs_assets.registry.ledger import (
     append_entry,
     read_ledger,
 )
-from amhs_assets.registry.predictor import (
-    TAG_ARTIFACT_SHA256,
-    AmhsPredictor,
-    artifact_sha256,
-    load_registered,
-    log_predictor,
-)
 from amhs_assets.registry.tags import (
     MANUAL,
     MOVE_CHALLENGER_CLEARED,
@@ -68,6 +61,9 @@ from amhs_assets.registry.tags import (
     TAG_ROLLED_BACK_BY,
     now_iso,
 )
+
+if TYPE_CHECKING:  # the predictor loads XGBoost and scikit-learn: only where a model is handled
+    from amhs_assets.registry.predictor import AmhsPredictor
 
 # mlflow's own HTTP retries (its defaults retry for minutes): a few, quickly
 # MLflow prints "View run ... at <host>" when a run ends on a server: stdout is the CLI's answer,
@@ -217,6 +213,8 @@ def publish(client: MlflowClient, name: str, predictor: AmhsPredictor, example: 
             ) -> ModelVersion:
     """Log the predictor as a pyfunc in the active MLflow run, then register it (all or nothing)
     with the SHA-256 of its checksums.json as the artifact_sha256 tag (checked on every load)."""
+    from amhs_assets.registry.predictor import TAG_ARTIFACT_SHA256, artifact_sha256, log_predictor
+
     info = log_predictor(predictor, example, workdir)
     tags = {**tags, TAG_ARTIFACT_SHA256: artifact_sha256(info)}
     return register_version(client, name, info, tags, description, aliases)
@@ -249,6 +247,8 @@ def not_found(exc: MlflowException) -> bool:
 def load_predictor(name: str, version: str) -> AmhsPredictor:
     """The AmhsPredictor of a registered version, its files verified first (nothing unpickled,
     no code of the artifacts run: see predictor.load_registered)."""
+    from amhs_assets.registry.predictor import load_registered
+
     return load_registered(MlflowClient(), name, version)
 
 
@@ -456,7 +456,9 @@ def promote(client: MlflowClient, name: str, version: str, reason: str, who: str
 
 def rollback(client: MlflowClient, name: str, reason: str, who: str) -> tuple[str, str]:
     """Return the champion to the one before it according to the ledger (never a tag);
-    returns (from, to)."""
+    returns (from, to). The version rolled back from is tagged rolled_back_* and loses the
+    challenger alias if it holds it: the gate never promotes it again (gate.decide), only
+    `amhs registry promote` can."""
     if not reason.strip():
         raise ValueError("a reason is required to roll back")
 
@@ -472,4 +474,23 @@ def rollback(client: MlflowClient, name: str, reason: str, who: str) -> tuple[st
     _tag(client, name, left, {TAG_ROLLED_BACK_AT: stamp, TAG_ROLLED_BACK_BY: who,
                               TAG_ROLLBACK_REASON: reason})
     _tag(client, name, entry.to_version, _decision_tags(ROLLBACK, reason, who, entry))
+    clear_alias(client, name, CHALLENGER_ALIAS, left, who=who,
+                reason=f"v{left} was rolled back from ({reason}): the gate never promotes it "
+                       f"again; `amhs registry promote {left}` can")
     return left, entry.to_version
+
+
+def clear_alias(client: MlflowClient, name: str, alias: str, version: str, *, reason: str,
+                who: str) -> Entry | None:
+    """Remove `alias` from `version` if it points there, recorded in the ledger; None when it
+    pointed elsewhere. A version registered meanwhile keeps the alias: if the ledger records a
+    later move of it, the alias follows that move."""
+    if _alias_now(client, name, alias) != version:
+        return None
+    client.delete_registered_model_alias(name, alias)
+    entry = _append_committed(client, name, alias, version, None, MOVE_CHALLENGER_CLEARED,
+                              reason, who)
+    latest = read_ledger(client, name).last_move(alias)
+    if latest is not None and latest.seq != entry.seq and latest.to_version:
+        client.set_registered_model_alias(name, alias, latest.to_version)
+    return entry

@@ -51,7 +51,7 @@ MOVE_GATE = "gate_promotion"  # the promotion gate made the challenger champion
 MOVE_MANUAL = MANUAL  # `amhs registry promote`
 MOVE_ROLLBACK = ROLLBACK  # `amhs registry rollback`
 MOVE_CHALLENGER_SET = "challenger_set"  # a new version passed its checks
-MOVE_CHALLENGER_CLEARED = "challenger_cleared"  # its registration failed after it was set
+MOVE_CHALLENGER_CLEARED = "challenger_cleared"  # its registration failed, or it was rolled back
 
 
 def now_iso() -> str:

@@ -29,10 +29,12 @@ from amhs_assets.simulate.process import (
     run_queue,
 )
 
-DEFAULT_LINES = 3
-DEFAULT_DAYS = 30
-DEFAULT_SEED = 7
-DEFAULT_START = "2026-01-05"
+from amhs_assets.simulate import (  # noqa: F401 (re-exported: the simulator's defaults)
+    DEFAULT_DAYS,
+    DEFAULT_LINES,
+    DEFAULT_SEED,
+    DEFAULT_START,
+)
 
 
 def _as_utc(start: pd.Timestamp | str) -> pd.Timestamp:

@@ -117,6 +117,15 @@ def test_gate_decides_a_challenger_once_and_refuses_stale_features():
     assert stale.outcome == REFUSED
 
 
+def test_gate_leaves_a_version_the_champion_was_rolled_back_from_whatever_its_tags():
+    # even with its decision tags gone and better figures, only a person promotes it again
+    rolled = {**tags_for(20.0), "rolled_back_at": "2026-03-01T06:10:00Z",
+              "rolled_back_by": "carol", "rollback_reason": "alarms on line 2"}
+    decision = decide(VersionRef("2", rolled), VersionRef("1", tags_for(30.0)), FV, GateConfig())
+    assert decision.outcome == NOTHING and not decision.recorded
+    assert "rolled back from" in decision.reason and "amhs registry promote 2" in decision.reason
+
+
 def test_a_version_that_fails_the_checks_is_rejected_with_the_reason():
     tags = tags_for(30.0, passed=False)
     assert tags["passed_checks"] == "false" and tags["promotion_decision"] == REJECTED
@@ -257,6 +266,69 @@ def test_manual_promote_and_rollback_record_who_when_and_why(store):
         reg.rollback(store.client, name, "again", "carol")
 
 
+def test_rollback_takes_the_challenger_alias_and_the_gate_never_promotes_it_again(store):
+    name = "amhs-rollback-gate"
+    gate = lambda: reg.apply_gate(store.client, name, GateConfig(), FV, "promotion_job")  # noqa: E731
+    add_version(store, name, 30.0)
+    assert gate().promote
+    add_version(store, name, 25.0)
+    assert gate().promote and champion_of(store, name) == "2"
+    assert reg.rollback(store.client, name, "alarms on line 2", "carol") == ("2", "1")
+    assert reg.version_ref(store.client, name, CHALLENGER_ALIAS) is None
+    cleared = read_ledger(store.client, name).last_move(CHALLENGER_ALIAS)
+    assert (cleared.kind, cleared.from_version, cleared.to_version, cleared.who) == (
+        "challenger_cleared", "2", None, "carol")
+    assert "rolled back from" in cleared.reason
+    assert gate().outcome == NOTHING and champion_of(store, name) == "1"
+    # the alias put back by hand and its decision tags gone: the 06:00 gate still leaves it
+    reg.record_alias(store.client, name, CHALLENGER_ALIAS, "2", kind="challenger_set",
+                     reason="by hand", who="dave")
+    store.client.delete_model_version_tag(name, "2", "promotion_decision")
+    decision = gate()
+    assert decision.outcome == NOTHING and "rolled back from" in decision.reason
+    assert champion_of(store, name) == "1"
+    # a person may promote it explicitly
+    reg.promote(store.client, name, "2", "fixed upstream, retry", "erin", "1")
+    assert champion_of(store, name) == "2"
+    # a new registration is the challenger again and the gate decides it as usual
+    add_version(store, name, 20.0)
+    assert gate().promote and champion_of(store, name) == "3"
+
+
+def test_rollback_leaves_the_challenger_of_a_newer_version_alone(store):
+    name = "amhs-rollback-newer"
+    for mae in (30.0, 25.0):
+        add_version(store, name, mae)
+    reg.promote(store.client, name, "1", "start", "t", None)
+    reg.promote(store.client, name, "2", "better", "t", "1")
+    add_version(store, name, 24.0)  # v3 awaits the gate
+    assert reg.rollback(store.client, name, "bad night", "t") == ("2", "1")
+    assert reg.version_ref(store.client, name, CHALLENGER_ALIAS).version == "3"
+
+
+def test_the_version_list_labels_metrics_and_shows_each_test_window(store):
+    from amhs_assets.registry.listing import version_table
+
+    name = "amhs-listing"
+    old = tags_for(31.0)
+    for key in ("test_window_start", "test_window_end", "test_window_rows",
+                "test_avg_mae_h10"):
+        old.pop(key)  # registered before windows (and per-horizon figures) were recorded
+    reg.register_version(store.client, name, store.info, old, "stub")
+    add_version(store, name, 30.0)
+    add_version(store, name, 29.0, window={**WINDOW, "end": "2026-02-06T23:59:00+00:00",
+                                           "rows": 2500})
+    table, windows = version_table(store.client, name)
+    assert list(table["version"]) == [3, 2, 1]
+    assert list(table["test_window"]) == ["W2", "W1", "unknown"]
+    assert windows["W1"] == "2026-02-05 00:00 .. 2026-02-05 23:59 UTC, 2000 rows"
+    assert windows["W2"].endswith("2026-02-06 23:59 UTC, 2500 rows")
+    assert windows["unknown"].startswith("unknown (registered before")
+    assert "avg_mae" not in table.columns  # every figure names its target and horizon
+    assert list(table["avg_mae_h10"]) == ["23.2", "24", "-"]
+    assert list(table["avg_mae_mean"]) == ["29", "30", "31"]
+
+
 def test_two_concurrent_promotions_leave_one_champion(store):
     name = "amhs-race"
     for mae in (30.0, 29.0, 28.0):
@@ -298,9 +370,13 @@ def test_registry_cli_lists_promotes_and_rolls_back(store):
     listing = runner.invoke(main, ["registry", "list"], env=env)
     assert listing.exit_code == 0, listing.output
     assert "challenger,champion" in listing.output and "manual_promote" in listing.output
-    assert "avg_mae" in listing.output and "29" in listing.output
+    assert "avg_mae_h10" in listing.output and "avg_mae_mean" in listing.output
+    assert "test_window" in listing.output and "  W1: 2026-02-05 00:00 .. " in listing.output
     out = runner.invoke(main, ["registry", "rollback", "--reason", "bad night"], env=env)
     assert out.exit_code == 0 and "v2 -> v1" in out.output
+    listing = runner.invoke(main, ["registry", "list"], env=env)
+    assert "challenger" not in listing.output.split("version(s)")[1].split("metrics:")[0]
+    assert "manual_promote; rolled back" in listing.output
     tags = store.client.get_model_version(name, "2").tags
     assert tags["rollback_reason"] == "bad night" and tags["rolled_back_by"]
     out = runner.invoke(main, ["registry", "promote", "9", "--reason", "x"], env=env)
