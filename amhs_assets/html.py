@@ -72,6 +72,9 @@ ASSETS_DIR = "assets"  # beside the pages; the API serves it at /reports/assets/
 PLOTLY_JS = f"plotly-{plotly.__version__}.min.js"
 
 
+NO_FAVICON = '<link rel="icon" href="data:,">'  # served pages ask for none (no 404 to log)
+
+
 def plotly_script() -> str:
     """The script tag that loads the reports folder's shared plotly.js (relative to the page)."""
     return f'<script src="{ASSETS_DIR}/{PLOTLY_JS}"></script>'

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from amhs_assets.dashboard import figures as figs
 from amhs_assets.html import (
+    NO_FAVICON,
     OKABE_ITO,
     check_timezone,
     esc,
@@ -341,7 +342,7 @@ def render_dashboard(inputs: DashboardInputs) -> tuple[str, int]:
         "<h2>How to read this page</h2>", HOW_TO_READ]
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            '<link rel="icon" href="data:,">'  # no favicon request: the page needs nothing else
+            f"{NO_FAVICON}"
             f"<title>AMHS monitoring</title><style>{CSS}</style>"
             f"{plotly_script()}</head>"
             f'<body><div class="page">{"".join(body)}</div>{RESIZE}</body></html>')

@@ -30,6 +30,7 @@ from amhs_assets.evaluation.alarm_report import (
 )
 from amhs_assets.evaluation.evaluate import MODEL_ORDER, V8_BARS
 from amhs_assets.html import (
+    NO_FAVICON,
     OKABE_ITO,
     check_timezone,
     esc,
@@ -480,6 +481,6 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
             _section("howto", [HOW_TO_READ], "")]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>AMHS model evaluation</title><style>{CSS}</style>"
+            f"{NO_FAVICON}<title>AMHS model evaluation</title><style>{CSS}</style>"
             f"{plotly_script()}</head>"
             f'<body><div class="page">{"".join(body)}</div></body></html>')

@@ -25,7 +25,14 @@ from evidently.core.report import Snapshot
 from evidently.legacy.utils.dashboard import STATIC_PATH
 from evidently.metrics import ValueDrift
 
-from amhs_assets.html import ASSETS_DIR, check_timezone, esc, local_time, write_asset
+from amhs_assets.html import (
+    ASSETS_DIR,
+    NO_FAVICON,
+    check_timezone,
+    esc,
+    local_time,
+    write_asset,
+)
 from amhs_assets.documents import write_text
 from amhs_assets.monitoring.drift import REPORT_TITLE, Comparison, DriftResult
 
@@ -158,7 +165,7 @@ def render_drift_html(result: DriftResult, timezone: str = "UTC",
     check_timezone(timezone)
     names = list(detail_pairs(result, pairs)["name"])
     page = share_evidently_js(detail_snapshot(result, names).get_html_str(as_iframe=False))
-    page = page.replace("<head>", f"<head>\n<title>{esc(REPORT_TITLE)}</title>"
+    page = page.replace("<head>", f"<head>\n{NO_FAVICON}<title>{esc(REPORT_TITLE)}</title>"
                                   f"<style>{CSS}</style>", 1)
     top = header(result, timezone, len(names))
     return re.sub(r"<body[^>]*>", lambda m: m.group(0) + top, page, count=1)

@@ -11,7 +11,7 @@ import pytest
 
 from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
 from amhs_assets.evaluation.evaluate import evaluation_records
-from amhs_assets.html import ASSETS_DIR, PLOTLY_JS, plotly_script
+from amhs_assets.html import ASSETS_DIR, NO_FAVICON, PLOTLY_JS, plotly_script
 from amhs_assets.evaluation.report import (
     SECTION_TITLES,
     improvement_pct,
@@ -85,7 +85,7 @@ def table_row(page: str, target: str, model: str) -> str:
 def test_page_loads_the_shared_plotly_js_and_inlines_no_bundle(full_page):
     scripts = re.findall(r'<script[^>]*\bsrc="([^"]*)"', full_page)
     assert scripts == [f"{ASSETS_DIR}/{PLOTLY_JS}"]  # relative: opens from disk and the API
-    assert "<link" not in full_page.lower() and PLOTLY_BANNER not in full_page
+    assert re.findall(r"<link[^>]*>", full_page) == [NO_FAVICON] and PLOTLY_BANNER not in full_page
     assert full_page.count("Plotly.newPlot") >= 4 * len(HORIZONS)  # day, residual, confusion, importance
 
 

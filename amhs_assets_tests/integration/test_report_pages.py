@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -32,11 +33,12 @@ from amhs_assets_tests.evaluation.test_report import (
     make_predictions,
 )
 from amhs_assets_tests.monitoring.test_drift import DRIFT_DAY, cleaned, windows
-from amhs_assets_tests.support import simulated_scored
+from amhs_assets_tests.support import serving, simulated_scored
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TZ = "Asia/Taipei"  # UTC+8, no daylight saving: 00:00Z is 08:00 on the page
 MAX_PAGE_BYTES = 1_000_000
+VIEWPORT = {"width": 1366, "height": 768}  # a fab laptop
 
 
 def dashboard_inputs(drift: dict) -> DashboardInputs:
@@ -58,7 +60,7 @@ def dashboard_inputs(drift: dict) -> DashboardInputs:
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> tuple[Path, dict, dict[str, int]]:
     """A reports folder with the three pages; the drift document; charts per page."""
-    folder = tmp_path_factory.mktemp("data") / "reports"
+    folder = tmp_path_factory.mktemp("fab") / "data" / "reports"  # `serving`'s layout
     write_page(folder / "evaluation.html", render_evaluation_html(
         make_evaluation(), make_predictions(), make_importances(), timezone=TZ))
     result = detect_drift(*windows(cleaned(1, DRIFT_DAY + 1, drift_day=DRIFT_DAY), DRIFT_DAY))
@@ -75,15 +77,25 @@ def page_plots(page: str) -> int:
     return page.count("Plotly.newPlot(")
 
 
-def open_from_disk(browser, path: Path, plots: int, ready: str | None = None) -> dict:
+def open_from_disk(browser, path: Path, plots: int) -> dict:
     """Open a page as file://, wait until its charts are drawn; what a reader sees and every
     console error or failed request."""
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        return open_page(context, path.as_uri(), plots)
+    finally:
+        context.close()
+
+
+def open_page(context, url: str, plots: int) -> dict:
+    """Open a URL in a new page of a browser context, wait until its charts are drawn."""
+    page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
-    page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(url, wait_until="load", timeout=60_000)
     page.wait_for_function("n => document.querySelectorAll('.js-plotly-plot .main-svg').length"
                            " >= n", arg=plots, timeout=60_000)
     seen = page.evaluate("""() => ({
@@ -141,3 +153,22 @@ def test_the_drift_page_shows_its_windows_on_the_fab_clock(reports):
     assert document["current"]["start"].startswith("2026-02-16T00:00")
     assert "2026-02-16 08:00 → 2026-02-17 07:59" in windows_table
     assert "2026-02-16T00:00" not in page.split('<div class="amhs">', 1)[1].split("</div>", 1)[0]
+
+
+def test_amhs_serve_serves_every_page_and_plotly_js_once_for_all(reports, browser):
+    folder, _, plots = reports
+    root = folder.parent.parent
+    with serving(root, f"sqlite:///{root}/mlflow.db", wait_model=False) as server:
+        context = browser.new_context(viewport=VIEWPORT)  # one browser cache for the pages
+        seen = {route: open_page(context, f"{server.url}/{route}", plots.get(f"{route}.html", 1))
+                for route in ("dashboard", "evaluation", "drift")}
+        context.close()
+        metrics = httpx.get(f"{server.url}/metrics").text
+    for route, page in seen.items():
+        assert page["errors"] == [] and page["drawn"] >= 1, route
+    assert seen["dashboard"]["drawn"] == plots["dashboard.html"]
+    assert seen["drift"]["verdict"].startswith("✘ DRIFT DETECTED")
+    # plotly.js and Evidently's bundle each fetched once: the second page took plotly.js from the cache
+    fetched = re.findall(r'amhs_api_requests_total\{endpoint="/assets/\{name\}",method="GET",'
+                         r'status="(\d+)"\} (\S+)', metrics)
+    assert fetched == [("200", "2.0")], fetched
