@@ -207,7 +207,8 @@ def registry_promote(version: str, reason: str, expected: str | None) -> None:
 @registry.command("rollback")
 @click.option("--reason", required=True, help="why; recorded in the ledger with who and when")
 def registry_rollback(reason: str) -> None:
-    """Return the champion to the one before it, according to the alias ledger."""
+    """Return the champion to the one before it, according to the alias ledger; the version
+    rolled back from loses the challenger alias and is never promoted by the gate again."""
     from amhs_assets.contract import REGISTERED_MODEL_NAME as NAME
     from amhs_assets.registry.ledger import caller
     from amhs_assets.registry.store import rollback
@@ -216,6 +217,8 @@ def registry_rollback(reason: str) -> None:
         who = caller(deployment.resolved_tracking_uri)
         old, new = rollback(client, NAME, reason, who)
         click.echo(f"champion of {NAME}: v{old} -> v{new} (rolled back: {reason}; by {who})")
+        click.echo(f"v{old} holds no challenger alias and the promotion gate never promotes it "
+                   f"again; only `amhs registry promote {old} --reason ...` can")
 
 
 @main.command()

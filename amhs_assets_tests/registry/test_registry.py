@@ -374,6 +374,7 @@ def test_registry_cli_lists_promotes_and_rolls_back(store):
     assert "test_window" in listing.output and "  W1: 2026-02-05 00:00 .. " in listing.output
     out = runner.invoke(main, ["registry", "rollback", "--reason", "bad night"], env=env)
     assert out.exit_code == 0 and "v2 -> v1" in out.output
+    assert "gate never promotes it again" in out.output
     listing = runner.invoke(main, ["registry", "list"], env=env)
     assert "challenger" not in listing.output.split("version(s)")[1].split("metrics:")[0]
     assert "manual_promote; rolled back" in listing.output
