@@ -6,14 +6,15 @@ the columns that moved most (a small table). Evidently's own report follows, for
 moved most only: its detail weighs ~34 KB a pair, and every pair's score is in drift.json.
 
 Evidently's page inlines its JavaScript (3.5 MB, a React app with its own plotly inside, so it
-cannot use the reports' plotly.js): it is written once to the reports' assets/ folder, named by
-Evidently's version, and the page loads it from there by a relative path like the other pages'
-plotly.js. The Material Icons font stays inline (~130 KB): a font loaded from a file:// page is
-refused by Chromium as a cross-origin request.
+cannot use the reports' plotly.js) and its Material Icons font (130 KB as base64): both are
+written once to the reports' assets/ folder, named by Evidently's version, and the page loads
+them from there by a relative path like the other pages' plotly.js (a font from a subfolder of
+a file:// page's own folder loads in Chromium and Firefox).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import warnings
 from pathlib import Path
@@ -37,6 +38,7 @@ from amhs_assets.documents import write_text
 from amhs_assets.monitoring.drift import REPORT_TITLE, Comparison, DriftResult
 
 EVIDENTLY_JS = f"evidently-{evidently_version}.js"
+EVIDENTLY_FONT = f"evidently-{evidently_version}-material-ui-icons.woff2"
 DETAIL_PAIRS = 8  # pairs whose Evidently detail the page carries
 TOP_COLUMNS = 10  # rows of the most-drifted table
 
@@ -76,16 +78,22 @@ def detail_snapshot(result: DriftResult, names: list[str]) -> Snapshot:
                                    Dataset.from_pandas(reference, data_definition=definition))
 
 
-def _evidently_js() -> str:
-    """Evidently's bundled JavaScript, as its page inlines it."""
-    return (Path(STATIC_PATH) / "index.js").read_text(encoding="utf-8")
+def _evidently_files() -> dict[str, bytes]:
+    """Evidently's bundled JavaScript and font, by the names the pages load them under."""
+    static = Path(STATIC_PATH)
+    return {EVIDENTLY_JS: (static / "index.js").read_bytes(),
+            EVIDENTLY_FONT: (static / "material-ui-icons.woff2").read_bytes()}
 
 
-def share_evidently_js(page: str) -> str:
-    """Evidently's page loading its JavaScript from assets/ instead of inlining it (unchanged
-    when this Evidently inlines it differently: the page then still works, only heavier)."""
-    inline = f"<script>{_evidently_js()}</script>"
-    return page.replace(inline, f'<script src="{ASSETS_DIR}/{EVIDENTLY_JS}"></script>', 1)
+def share_evidently_files(page: str) -> str:
+    """Evidently's page loading its JavaScript and font from assets/ instead of inlining them
+    (each left inline when this Evidently inlines it differently: the page still works, only
+    heavier)."""
+    files = _evidently_files()
+    script = f"<script>{files[EVIDENTLY_JS].decode('utf-8')}</script>"
+    font = f"url(data:font/ttf;base64,{base64.b64encode(files[EVIDENTLY_FONT]).decode()})"
+    page = page.replace(script, f'<script src="{ASSETS_DIR}/{EVIDENTLY_JS}"></script>', 1)
+    return page.replace(font, f"url({ASSETS_DIR}/{EVIDENTLY_FONT})", 1)
 
 
 def _verdict(doc: dict) -> str:
@@ -161,10 +169,10 @@ def header(result: DriftResult, tz: str, shown: int) -> str:
 def render_drift_html(result: DriftResult, timezone: str = "UTC",
                       pairs: int = DETAIL_PAIRS) -> str:
     """The drift page: our header, then Evidently's report of the pairs that moved most; its
-    JavaScript is loaded from assets/ (write_drift_html puts it there)."""
+    JavaScript and font are loaded from assets/ (write_drift_html puts them there)."""
     check_timezone(timezone)
     names = list(detail_pairs(result, pairs)["name"])
-    page = share_evidently_js(detail_snapshot(result, names).get_html_str(as_iframe=False))
+    page = share_evidently_files(detail_snapshot(result, names).get_html_str(as_iframe=False))
     page = page.replace("<head>", f"<head>\n{NO_FAVICON}<title>{esc(REPORT_TITLE)}</title>"
                                   f"<style>{CSS}</style>", 1)
     top = header(result, timezone, len(names))
@@ -172,7 +180,9 @@ def render_drift_html(result: DriftResult, timezone: str = "UTC",
 
 
 def write_drift_html(result: DriftResult, path: Path | str, timezone: str = "UTC") -> Path:
-    """Write drift.html atomically, after Evidently's JavaScript it loads is in assets/."""
+    """Write drift.html atomically, after Evidently's JavaScript and font it loads are in
+    assets/."""
     path = Path(path)
-    write_asset(path.parent, EVIDENTLY_JS, _evidently_js().encode("utf-8"))
+    for name, data in _evidently_files().items():
+        write_asset(path.parent, name, data)
     return write_text(path, render_drift_html(result, timezone))

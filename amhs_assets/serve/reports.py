@@ -26,7 +26,7 @@ PAGES = {  # route -> (file under reports/, the asset that writes it)
     "evaluation": ("evaluation.html", "evaluation_report"),
     "drift": ("drift.html", "drift_report"),
 }
-ASSET_TYPES = {".js": "text/javascript", ".woff2": "font/woff2"}
+ASSET_TYPES = {".js": "text/javascript", ".woff2": "font/woff2"}  # drift.html: Evidently's font
 ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no path, no hidden file
 PAGE_CACHE = "no-cache"  # revalidate: a page changes with every run
 ASSET_CACHE = "public, max-age=31536000, immutable"  # versioned file names

@@ -18,7 +18,7 @@ from amhs_assets.dashboard.page import DashboardInputs, render_dashboard
 from amhs_assets.evaluation.report import render_evaluation_html
 from amhs_assets.html import ASSETS_DIR, PLOTLY_JS, write_page
 from amhs_assets.monitoring.drift import detect_drift
-from amhs_assets.monitoring.drift_page import EVIDENTLY_JS, write_drift_html
+from amhs_assets.monitoring.drift_page import EVIDENTLY_FONT, EVIDENTLY_JS, write_drift_html
 from amhs_assets.monitoring.performance import (
     PerformanceConfig,
     degradation,
@@ -106,6 +106,8 @@ def open_page(context, url: str, plots: int) -> dict:
         verdict: (document.querySelector('#verdict') || {}).innerText || null,
         top: document.querySelectorAll('#top-columns tr').length,
         plotly: typeof window.Plotly})""")
+    seen["icons"] = page.evaluate("""async () => (await document.fonts.load('24px "Material Icons"'))
+        .map(f => f.status).join() || 'none'""")
     page.close()
     return {**seen, "errors": errors}
 
@@ -113,14 +115,14 @@ def open_page(context, url: str, plots: int) -> dict:
 def test_every_page_is_a_few_hundred_kb_on_the_shared_javascript(reports):
     folder, _, _ = reports
     shared = sorted(p.name for p in (folder / ASSETS_DIR).iterdir())
-    assert shared == sorted([PLOTLY_JS, EVIDENTLY_JS])  # one plotly.js for every page
+    assert shared == sorted([PLOTLY_JS, EVIDENTLY_JS, EVIDENTLY_FONT])  # one plotly.js for all
     for name in ("dashboard.html", "evaluation.html", "drift.html"):
         page = (folder / name).read_text(encoding="utf-8")
         assert len(page.encode()) < MAX_PAGE_BYTES, f"{name}: {len(page.encode()):,} bytes"
         sources = re.findall(r'<script[^>]*\bsrc="([^"]*)"', page)
         expected = f"{ASSETS_DIR}/{EVIDENTLY_JS if name == 'drift.html' else PLOTLY_JS}"
         assert sources == [expected], name  # relative: opens from disk and through the API
-        assert "* plotly.js v" not in page  # no bundle inlined
+        assert "* plotly.js v" not in page and "base64," not in page  # no bundle, no font inline
 
 
 @pytest.mark.parametrize("name", ["dashboard.html", "evaluation.html"])
@@ -140,6 +142,7 @@ def test_the_drift_page_leads_with_the_verdict_then_evidently_draws_its_detail(r
     share = f"share {document['share_drifted']:.2f} ≥ threshold {document['drift_share']:.2f}"
     assert share in seen["verdict"]
     assert seen["top"] == 1 + 10 and seen["drawn"] >= 1  # header + 10 columns; Evidently's plots
+    assert seen["icons"] == "loaded"  # Evidently's font, from assets/ beside the page
     verdict_at, detail_at = seen["text"].index("DRIFT DETECTED"), seen["text"].index("Drift in column")
     assert verdict_at < seen["text"].index("Columns that moved most") < detail_at
 
@@ -160,6 +163,8 @@ def test_amhs_serve_serves_every_page_and_plotly_js_once_for_all(reports, browse
     root = folder.parent.parent
     with serving(root, f"sqlite:///{root}/mlflow.db", wait_model=False) as server:
         context = browser.new_context(viewport=VIEWPORT)  # one browser cache for the pages
+        asked: set[str] = set()
+        context.on("request", lambda r: asked.add(r.url) if f"/{ASSETS_DIR}/" in r.url else None)
         seen = {route: open_page(context, f"{server.url}/{route}", plots.get(f"{route}.html", 1))
                 for route in ("dashboard", "evaluation", "drift")}
         context.close()
@@ -168,7 +173,8 @@ def test_amhs_serve_serves_every_page_and_plotly_js_once_for_all(reports, browse
         assert page["errors"] == [] and page["drawn"] >= 1, route
     assert seen["dashboard"]["drawn"] == plots["dashboard.html"]
     assert seen["drift"]["verdict"].startswith("✘ DRIFT DETECTED")
-    # plotly.js and Evidently's bundle each fetched once: the second page took plotly.js from the cache
+    # each shared file fetched once: the second page took plotly.js from the browser's cache
+    assert f"{server.url}/{ASSETS_DIR}/{PLOTLY_JS}" in asked
     fetched = re.findall(r'amhs_api_requests_total\{endpoint="/assets/\{name\}",method="GET",'
                          r'status="(\d+)"\} (\S+)', metrics)
-    assert fetched == [("200", "2.0")], fetched
+    assert fetched == [("200", f"{len(asked)}.0")], (fetched, asked)
