@@ -15,6 +15,11 @@ import types
 # cores they wait for: training ran 2.5-5x slower. Passive waiting costs nothing when idle.
 # Set before any OpenMP library loads; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MLflow 3 sends usage telemetry from a background thread (fetching its config over the
+# internet) in every process that imports it: a fab network is closed, Dagster's telemetry is
+# off in the Makefile's instance already, and it cost `amhs registry list` ~0.7 s of CPU. Off
+# unless the user sets MLFLOW_DISABLE_TELEMETRY (or DO_NOT_TRACK) otherwise.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 __all__ = ["defs"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -21,20 +22,22 @@ HELPS = (["--help"], ["registry", "--help"], ["registry", "list", "--help"],
          ["run", "--help"], ["up", "--help"], ["backfill", "--help"])
 
 PROBE = """
-import json, sys
+import json, os, sys
 from click.testing import CliRunner
 from amhs_assets.cli import main
 outputs = {}
 for args in json.loads(sys.argv[1]):
     result = CliRunner().invoke(main, args)
     outputs[" ".join(args)] = [result.exit_code, result.output]
-print(json.dumps({"modules": sorted(sys.modules), "outputs": outputs}))
+print(json.dumps({"modules": sorted(sys.modules), "outputs": outputs,
+                  "telemetry_off": os.environ.get("MLFLOW_DISABLE_TELEMETRY")}))
 """
 
 
 def _loaded_after_help() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
     out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HELPS)], capture_output=True,
-                         text=True, timeout=120, check=True)
+                         text=True, timeout=120, check=True, env=env)
     return json.loads(out.stdout)
 
 
@@ -47,6 +50,9 @@ def test_help_loads_neither_dagster_nor_mlflow_nor_the_numeric_stack():
         assert code == 0 and "Usage:" in output, (args, output)
     # the defaults shown come from their one home, without loading the simulator
     assert "[default: 2026-01-05]" in probe["outputs"]["simulate --help"][1]
+    # MLflow's usage telemetry (a thread fetching its config over the internet, ~0.7 s of CPU
+    # per command) is off unless the user turns it on
+    assert probe["telemetry_off"] == "true"
 
 
 def test_the_package_still_gives_defs_to_users_and_to_dagster_loaders():
