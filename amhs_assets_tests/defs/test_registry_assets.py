@@ -199,7 +199,10 @@ def test_evaluation_and_registration_are_tracked_and_tagged(world, two_versions)
     assert run.data.metrics["test.xgb.h10.avg.mae"] > 0
     assert "test.persistence.h25.state.recall_CRITICAL" in run.data.metrics
     reports = {a.path for a in world.client.list_artifacts(run.info.run_id, "reports")}
-    assert reports == {"reports/evaluation.json", "reports/evaluation.html"}
+    # the report and the plotly.js it loads from assets/, so a downloaded folder opens
+    assert reports == {"reports/evaluation.json", "reports/evaluation.html", "reports/assets"}
+    shared = {a.path for a in world.client.list_artifacts(run.info.run_id, "reports/assets")}
+    assert any(p.startswith("reports/assets/plotly-") and p.endswith(".min.js") for p in shared)
     document = two_versions.first.output_for_node("evaluation_report")
     v1 = world.client.get_model_version(NAME, "1")
     assert v1.run_id == run.info.run_id and "AMHS predictor" in v1.description
