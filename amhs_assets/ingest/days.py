@@ -28,7 +28,7 @@ import pandas as pd
 from amhs_assets.ingest.clean import CleanResult, clean_raw_logs, write_quarantine
 from amhs_assets.ingest.files import SOURCE_FILE, FileResult, RawLogs, read_raw_files
 from amhs_assets.ingest.limits import FileChanged, FileRejected, IngestConfig, over_bytes
-from amhs_assets.ingest.parse import raw_timestamps
+from amhs_assets.ingest.parse import parse_raw, raw_timestamps
 from amhs_assets.ingest.snapshot import Snapshot, survey_raw_folder, take_snapshot, unread_token
 from amhs_assets.ingest.values import as_utc
 from amhs_assets.progress import Progress, advance
@@ -122,7 +122,13 @@ def read_file_days(snapshot: Snapshot, name: str, timezone: str, limits: IngestC
         return [], str(exc), exc.rows
     stamps = parse_timestamps(text)
     days = sorted(local_days(stamps.dropna(), timezone).unique().tolist())
-    return days, "" if days else "no valid timestamp in the file", rows
+    if days:
+        return days, "", rows
+    try:  # no usable timestamp: the full reader may say more precisely why (e.g. a limit)
+        parse_raw(snapshot.data, name, limits)
+    except FileRejected as exc:
+        return [], str(exc), exc.rows or rows
+    return [], "no valid timestamp in the file", rows
 
 
 def _index_file(path: Path, raw_dir: Path, known: FileDays | None, timezone: str,
