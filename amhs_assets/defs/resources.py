@@ -29,6 +29,7 @@ from amhs_assets.contract import (
     TRIGGER_TAG,
     WARNING_THRESHOLD_S,
 )
+from amhs_assets.evaluation.acceptance import AcceptanceConfig
 from amhs_assets.ingest.limits import IngestConfig
 from amhs_assets.models.operating import AlarmConfig
 from amhs_assets.models.ensemble import EnsembleConfig
@@ -83,12 +84,14 @@ XgbSettings = config_section(XgbConfig)
 EnsembleSettings = config_section(EnsembleConfig)
 DriftSettings = config_section(DriftConfig)
 GateSettings = config_section(GateConfig)
+AcceptanceSettings = config_section(AcceptanceConfig)
 PerformanceSettings = config_section(PerformanceConfig)
 AlarmSettings = config_section(AlarmConfig)
 NotifySettings = config_section(NotifyConfig)
 IngestSettings = config_section(IngestConfig)
 SECTIONS = {"splits": SplitSettings, "xgb": XgbSettings, "ensemble": EnsembleSettings,
-            "drift": DriftSettings, "gate": GateSettings, "performance": PerformanceSettings,
+            "drift": DriftSettings, "gate": GateSettings,
+            "acceptance": AcceptanceSettings, "performance": PerformanceSettings,
             "alarms": AlarmSettings, "notify": NotifySettings, "ingest": IngestSettings}
 
 
@@ -141,6 +144,9 @@ class AmhsSettings(dg.ConfigurableResource):
                                  description="drift_report: windows, methods, thresholds")
     gate: GateSettings = Field(default_factory=GateSettings,
                                description="the promotion gate")
+    acceptance: AcceptanceSettings = Field(
+        default_factory=AcceptanceSettings,
+        description="the bars a candidate's test metrics must meet to become challenger")
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings,
                                              description="performance_monitor and its check")
     alarms: AlarmSettings = Field(default_factory=AlarmSettings,

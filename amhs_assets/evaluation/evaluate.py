@@ -214,3 +214,27 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
         out["vs_persistence_pct"] = [
             100.0 * (1 - row.mae / pers.get(h, np.nan)) for (m, h), row in out.iterrows()]
     return out.reset_index()
+
+
+# the labelled table's rows: (label, evaluation target, column of summary_table)
+LABELLED_METRICS = (("avg_mae", "mae"), ("avg_mae_vs_persistence_pct", "vs_persistence_pct"),
+                    ("avg_r2", "r2"), ("state_accuracy", "accuracy"),
+                    ("critical_recall", "critical_recall"))
+
+
+def metrics_by_horizon(records: list[dict]) -> pd.DataFrame:
+    """The key test metrics, one row per metric and horizon labelled with its target and horizon
+    (avg_mae_h10: MAE in s of the avg target 10 minutes ahead), one column per model."""
+    summary = summary_table(records)
+    rows = {}
+    for label, column in LABELLED_METRICS:
+        if column not in summary:
+            continue
+        wide = summary.pivot(index="horizon", columns="model", values=column)
+        for h in sorted(wide.index):
+            rows[f"{label}_h{h}"] = wide.loc[h]
+    frame = pd.DataFrame(rows).T
+    order = [m for m in MODEL_ORDER if m in frame.columns]
+    frame = frame[order + sorted(set(frame.columns) - set(order))]
+    frame.columns.name = None
+    return frame.rename_axis("metric")

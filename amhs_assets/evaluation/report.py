@@ -28,6 +28,8 @@ from amhs_assets.evaluation.alarm_report import (
     refit_table,
     reliability_figure,
 )
+from amhs_assets.evaluation.acceptance_report import CSS as ACCEPTANCE_CSS
+from amhs_assets.evaluation.acceptance_report import acceptance_html
 from amhs_assets.evaluation.evaluate import MODEL_ORDER, V8_BARS
 from amhs_assets.html import (
     NO_FAVICON,
@@ -45,7 +47,8 @@ MODEL_COLOURS = {"persistence": OKABE_ITO["black"], "xgb": OKABE_ITO["blue"],
                  "unified": OKABE_ITO["orange"], "ensemble": OKABE_ITO["green"],
                  "champion": OKABE_ITO["purple"]}
 SECTION_TITLES: dict[str, str] = {
-    "summary": "Summary of metrics", "day": "Predicted vs actual over one test day",
+    "acceptance": "Acceptance", "summary": "Summary of metrics",
+    "day": "Predicted vs actual over one test day",
     "residuals": "Residual distribution", "confusion": "Confusion matrices",
     "importance": "Feature importance", "alarms": "CRITICAL alarms at the operating points",
     "pr": "Precision-recall of P(CRITICAL), test window",
@@ -468,7 +471,9 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
         else pd.DataFrame(columns=["feature", "horizon", "gain"])
     pred_horizons = _horizons(preds["horizon"])
     no_preds = "No predictions over the test window."
-    body = [_header_html(evaluation, timezone), _summary_html(results, reference),
+    body = [_header_html(evaluation, timezone),
+            _section("acceptance", [acceptance_html(evaluation, _table, _name_cell)], ""),
+            _summary_html(results, reference),
             _section("day", [_day_figure(preds, results, h, timezone) for h in pred_horizons], no_preds),
             _section("residuals", [_residual_figure(preds, h) for h in pred_horizons], no_preds),
             _section("confusion", [_confusion_figure(_confusion_matrices(results, h), h)
@@ -481,6 +486,6 @@ def render_evaluation_html(evaluation: dict, predictions: pd.DataFrame, importan
             _section("howto", [HOW_TO_READ], "")]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"{NO_FAVICON}<title>AMHS model evaluation</title><style>{CSS}</style>"
+            f"{NO_FAVICON}<title>AMHS model evaluation</title><style>{CSS}{ACCEPTANCE_CSS}</style>"
             f"{plotly_script()}</head>"
             f'<body><div class="page">{"".join(body)}</div></body></html>')

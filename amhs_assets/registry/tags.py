@@ -37,6 +37,9 @@ TAG_TRAIN_WINDOW = "train_window"  # JSON {line_id: [start, train_end (exclusive
 TRAIN_SPAN_TAGS = ("train_window_start", "train_window_end")  # over every line
 TAG_TRIGGER = "trigger"  # what launched the training run: data, drift, performance, schedule, manual
 TAG_TRIGGER_REASON = "trigger_reason"
+TAG_ACCEPTED = "accepted"  # "true" when the test metrics meet every acceptance bar
+ACCEPTANCE_PREFIX = "acceptance_"  # per bar: acceptance_avg_mae_h10 = "pass 12.9 (<= ...)"
+CHECK_ACCEPTANCE = "meets_acceptance_bars"  # the check (in TAG_CHECK_DETAIL) the bars decide
 MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value
 # decisions recorded in TAG_DECISION
 PROMOTED = "promoted"  # the gate made it champion
@@ -78,9 +81,10 @@ def metrics_from_tags(tags: dict[str, str], prefix: str) -> dict[str, float]:
 
 def version_tags(*, kind: str, metrics: dict[str, float], window: dict, fingerprint: str,
                  feature_version: str, code_version: str, dagster_run_id: str,
-                 checks: dict[str, bool], baseline: tuple[str, dict[str, float]] | None
-                 ) -> dict[str, str]:
-    """Every tag a new version carries: provenance, test window, test metrics, checks, baseline."""
+                 checks: dict[str, bool], baseline: tuple[str, dict[str, float]] | None,
+                 why: dict[str, str] | None = None) -> dict[str, str]:
+    """Every tag a new version carries: provenance, test window, test metrics, checks, baseline;
+    `why`: what a failed check found, by check name, for the rejection's reason."""
     passed = bool(checks) and all(checks.values())
     tags = {TAG_DATA: fingerprint, TAG_FEATURES: feature_version, TAG_CODE: code_version,
             TAG_DAGSTER_RUN: dagster_run_id, TAG_KIND: kind,
@@ -92,9 +96,22 @@ def version_tags(*, kind: str, metrics: dict[str, float], window: dict, fingerpr
         tags[TAG_BASELINE] = str(baseline[0])
         tags |= metric_tags(baseline[1], BASELINE_PREFIX)
     if not passed:
-        failed = [k for k, v in checks.items() if not v] or ["no checks ran"]
+        failed = [f"{k}: {why[k]}" if why and why.get(k) else k
+                  for k, v in checks.items() if not v] or ["no checks ran"]
+        reason = f"failed the asset checks ({'; '.join(failed)}): never a challenger"
         tags |= {TAG_DECISION: REJECTED, TAG_DECIDED_AT: now_iso(),
-                 TAG_REASON: f"failed the asset checks ({', '.join(failed)}): never a challenger"}
+                 TAG_REASON: reason[:MAX_TAG_CHARS]}
+    return tags
+
+
+def acceptance_tags(rows: list[dict], accepted: bool) -> dict[str, str]:
+    """The acceptance bars' verdicts (evaluation.acceptance.judge's rows) as tags: accepted,
+    and per bar its outcome, value and rule (acceptance_avg_r2_h25 = "FAIL 0.21 (>= 0.25)")."""
+    words = {True: "pass", False: "FAIL", None: "not measured"}
+    tags = {TAG_ACCEPTED: str(bool(accepted)).lower()}
+    for r in rows:
+        value = "n/a" if r["value"] is None else f"{r['value']:.4g}"
+        tags[f"{ACCEPTANCE_PREFIX}{r['name']}"] = f"{words[r['passed']]} {value} ({r['rule']})"
     return tags
 
 

@@ -93,6 +93,12 @@ class Preloaded(dg.IOManager):
         return self.values[context.upstream_output.asset_key.path[-1]]
 
 
+def world_settings(data: Path, **changes) -> dict:
+    """The world's settings values (plus changes)."""
+    return {"data_dir": str(data), "xgb": {"num_boost_round": 5},
+            "serve_latency_budget_ms": 1e9, **changes}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Two simulated lines x 4 days, small models of each kind, a Dagster instance, a store."""
@@ -111,8 +117,7 @@ def world(tmp_path_factory):
                / "cleaned_amhs_logs", FAB_TIMEZONE)
     # an unbounded latency budget: the candidate is chosen on validation alone, not on serving
     # latency measured under whatever load the machine has (that made the choice flaky)
-    settings = AmhsSettings.from_values({"data_dir": str(data), "xgb": {"num_boost_round": 5},
-                                         "serve_latency_budget_ms": 1e9})
+    settings = AmhsSettings.from_values(world_settings(data))
     tracking = MlflowTracking.for_data_dir(data)
     with dg.instance_for_test() as instance:
         yield types.SimpleNamespace(data=data, io=io, settings=settings, tracking=tracking,
@@ -121,17 +126,19 @@ def world(tmp_path_factory):
                                         k: values[f"{k}_model"] for k in ("unified", "ensemble")}})
 
 
-def resources(world, tracking: MlflowTracking | None = None) -> dict:
-    return {"settings": world.settings, "mlflow": tracking or world.tracking,
+def resources(world, tracking: MlflowTracking | None = None,
+              settings: AmhsSettings | None = None) -> dict:
+    return {"settings": settings or world.settings, "mlflow": tracking or world.tracking,
             "io_manager": dg.IOManagerDefinition.hardcoded_io_manager(world.io)}
 
 
 def materialize(world, *keys: str, partition: str | None = None,
-                tracking: MlflowTracking | None = None) -> dg.ExecuteInProcessResult:
+                tracking: MlflowTracking | None = None, settings: AmhsSettings | None = None
+                ) -> dg.ExecuteInProcessResult:
     """Materialize the named assets; upstream values come from the Preloaded IO manager."""
     return dg.materialize(dg.load_assets_from_modules(ASSET_MODULES), selection=list(keys),
                           partition_key=partition, instance=world.instance,
-                          resources=resources(world, tracking), raise_on_error=False)
+                          resources=resources(world, tracking, settings), raise_on_error=False)
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -213,6 +220,10 @@ def test_evaluation_and_registration_are_tracked_and_tagged(world, two_versions)
     assert tags["data_fingerprint"] == data_fingerprint(world.io.values["cleaned_amhs_logs"])
     assert tags["code_version"] and tags["test_window_rows"] == str(document["test_window"]["rows"])
     assert {"test_avg_mae_h10", "test_state_accuracy_h25", "test_mean_critical_recall"} <= set(tags)
+    # the default acceptance bars let the world's small models through, and say so
+    assert document["accepted"] is True and tags["accepted"] == "true"
+    assert tags["acceptance_avg_r2_h25"].startswith("pass ")
+    assert "meets_acceptance_bars=pass" in tags["checks"]
 
 
 def test_the_first_version_becomes_champion_and_later_ones_are_compared_to_it(world, two_versions):
@@ -402,3 +413,31 @@ def test_a_tracking_uri_password_never_reaches_dagster_storage_metadata_or_outpu
         assert not leaked, leaked
     finally:
         world.tracking.client()  # mlflow's global URIs back to the embedded store
+
+
+def test_a_candidate_failing_an_acceptance_bar_is_registered_but_never_challenger(
+        world, two_versions):
+    """An R2 floor no model of the world can meet: the evaluation records every bar and fails
+    its check; the new version carries the verdicts and is rejected with each failed bar named."""
+    challenger = reg.version_ref(world.client, NAME, CHALLENGER_ALIAS)
+    strict = AmhsSettings.from_values(world_settings(world.data, acceptance={"min_avg_r2": 0.999}))
+    result = materialize(world, "evaluation_report", "registered_model", settings=strict)
+    assert result.success, failure_text(result)
+    saved = json.loads((world.data / "reports" / "evaluation.json").read_text())
+    assert saved["accepted"] is False and saved["bars"]  # the V8 reference stays, apart
+    r2 = [r for r in saved["acceptance"] if r["metric"] == "avg_r2"]
+    assert [r["horizon"] for r in r2] == list(HORIZONS) and all(r["bar"] == 0.999 for r in r2)
+    assert all(r["passed"] is False for r in r2)
+    check = next(e for e in result.get_asset_check_evaluations()
+                 if e.check_name == "candidate_meets_acceptance_bars")
+    assert not check.passed
+    registered = result.output_for_node("registered_model")
+    assert registered["aliases"] == []
+    tags = registered["tags"]
+    assert tags["accepted"] == "false" and tags["passed_checks"] == "false"
+    assert tags["acceptance_avg_r2_h10"].startswith("FAIL ")
+    assert tags["promotion_decision"] == "rejected"
+    assert "meets_acceptance_bars: avg_r2_h10 " in tags["promotion_reason"]
+    assert "bar 0.999 (>= 0.999)" in tags["promotion_reason"]
+    # what happens today to a version that fails its checks: the challenger alias is not moved
+    assert reg.version_ref(world.client, NAME, CHALLENGER_ALIAS) == challenger

@@ -3,6 +3,7 @@ graceful gaps."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from amhs_assets.contract import HORIZONS, REGRESSION_TARGETS, STATES
 from amhs_assets.evaluation.evaluate import evaluation_records
 from amhs_assets.html import ASSETS_DIR, NO_FAVICON, PLOTLY_JS, plotly_script
+from amhs_assets.evaluation.acceptance import AcceptanceConfig, accepted, judge, policy
 from amhs_assets.evaluation.report import (
     SECTION_TITLES,
     improvement_pct,
@@ -108,6 +110,7 @@ def test_times_are_shown_in_the_requested_timezone():
 
 
 def test_v8_figures_are_a_neutral_reference_not_pass_or_fail(full_page):
+    """(The acceptance bars' pass/fail sits in its own section: the next test.)"""
     good = render_evaluation_html(make_evaluation(xgb_mae=9.0), pd.DataFrame(), pd.DataFrame())
     bad = render_evaluation_html(make_evaluation(xgb_mae=11.0), pd.DataFrame(), pd.DataFrame())
     for page in (full_page, good, bad):
@@ -126,6 +129,39 @@ def test_v8_figures_are_a_neutral_reference_not_pass_or_fail(full_page):
     other = render_evaluation_html(make_evaluation(), pd.DataFrame(), pd.DataFrame(),
                                    reference={"r2": 0.75})
     assert "<td>&gt; 0.75</td>" in re.findall(r'<tr class="reference">(.*?)</tr>', other)[0]
+
+
+def judged(config: AcceptanceConfig) -> dict:
+    """make_evaluation() with the xgb candidate judged against the bars, as evaluation_report."""
+    evaluation = make_evaluation() | {"candidate": {"source": "xgb"},
+                                      "acceptance_policy": policy(config)}
+    evaluation["acceptance"] = judge(evaluation["results"], "xgb", config)
+    evaluation["accepted"] = accepted(evaluation["acceptance"])
+    return evaluation
+
+
+def test_the_acceptance_section_states_the_policy_once_with_each_bar_and_its_outcome():
+    page = render_evaluation_html(judged(AcceptanceConfig(min_avg_r2=0.8)), pd.DataFrame(),
+                                  pd.DataFrame())
+    section = page.split("<h2>Acceptance</h2>", 1)[1].split("<h2>", 1)[0]
+    rest = page.replace(section, "")
+    assert page.count('id="acceptance-policy"') == 1
+    policy_text = html.unescape(re.search(r'<p id="acceptance-policy">(.*?)</p>', section)[1])
+    assert "avg MAE at least 5% below persistence's" in policy_text
+    assert "R² of avg at least 0.8" in policy_text and "not a bar" in policy_text
+    assert '<span class="fail">not accepted</span>' in section
+    assert "avg_r2_h10 0.7 &lt; bar 0.8 (&gt;= 0.8)" in section  # the verdict names the bar
+    # one row per bar and horizon; pass/fail colours here and nowhere else on the page
+    assert '<td class="name">avg_r2_h25</td><td>25 min</td><td>0.7</td><td>0.8</td>' in section
+    assert section.count('<td class="fail">FAIL</td>') == len(HORIZONS)  # R2 fails at each
+    assert section.count('<td class="pass">pass</td>') == 2 * len(HORIZONS)  # MAE, accuracy
+    assert section.count('<td class="unmeasured">not measured</td>') == len(HORIZONS)  # recall
+    assert not re.search(r'class="[^"]*\b(pass|fail)\b', rest)
+    assert len(re.findall(r'<tr class="reference">', rest)) == 2 * len(HORIZONS)  # V8 still grey
+    good = render_evaluation_html(judged(AcceptanceConfig()), pd.DataFrame(), pd.DataFrame())
+    assert '<span class="pass">accepted</span>' in good
+    assert "not judged against acceptance bars" in render_evaluation_html(
+        make_evaluation(), pd.DataFrame(), pd.DataFrame())
 
 
 def test_improvement_vs_persistence_is_the_relative_mae_reduction(full_page):

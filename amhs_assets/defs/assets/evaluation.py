@@ -10,6 +10,7 @@ from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
 from amhs_assets.documents import EvaluationDocument, write_json
+from amhs_assets.evaluation.acceptance import accepted, judge, policy, verdict
 from amhs_assets.evaluation.evaluate import (
     V8_BARS,
     best_on_validation,
@@ -20,6 +21,7 @@ from amhs_assets.evaluation.evaluate import (
     operating_points,
     predictions_frame,
     refit_comparison,
+    metrics_by_horizon,
     serving_latency_ms,
     summary_table,
 )
@@ -37,6 +39,7 @@ from amhs_assets.registry.gate import champion_entry, persistence_verdicts
 from amhs_assets.registry.store import champion_for_evaluation, evaluation_metrics
 
 GROUP = "evaluation"
+ACCEPTANCE_CHECK = "candidate_meets_acceptance_bars"
 
 
 @dg.asset(
@@ -46,7 +49,11 @@ GROUP = "evaluation"
     check_specs=[dg.AssetCheckSpec(f"{m}_beats_persistence", asset="evaluation_report",
                                    description=f"{m} has a lower avg MAE than persistence at "
                                                "every horizon on the test window")
-                 for m in KIND_NAMES],
+                 for m in KIND_NAMES]
+    + [dg.AssetCheckSpec(ACCEPTANCE_CHECK, asset="evaluation_report",
+                         description="the candidate's test metrics meet every acceptance bar "
+                                     "(settings acceptance:); a candidate that fails is "
+                                     "registered without the challenger alias")],
 )
 def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
                       mlflow: MlflowTracking, model_dataset: ModelDataset,
@@ -78,11 +85,16 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
                              "latency_budget_ms": settings.serve_latency_budget_ms}
     document["operating_points"] = operating_points(served, ds.horizons)
     document["refit"] = refit_comparison(candidates, ds)
+    document["acceptance_policy"] = policy(settings.acceptance.pure())
+    document["acceptance"] = judge(records, best, settings.acceptance.pure())
+    document["accepted"] = accepted(document["acceptance"])
+    context.log.info(f"candidate {best}: {verdict(document['acceptance'])}")
     json_path, html_path = write_reports(settings, document, predictions, candidates["xgb"],
                                          validation_predictions(served, ds),
                                          champion_explanations(served["champion"], ds))
     summary = summary_table(records)
-    context.log.info("\n" + summary.round(3).to_string(index=False))
+    # debug: the run's log in the UI has it; `amhs run` prints the one labelled table at its end
+    context.log.debug("\n" + metrics_by_horizon(records).round(3).to_string())
     mlflow_run = log_evaluation(mlflow, context, document, (json_path, html_path))
     yield dg.Output(document, metadata={
         "evaluation_json": dg.MetadataValue.path(str(json_path)),
@@ -93,12 +105,16 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
         "champion_version": str(champion["version"]),
         "champion_selected_by": champion["selected_by"],
         "mlflow_run_id": mlflow_run,
-        "summary": dg.MetadataValue.md(markdown_table(summary.round(4))),
+        "summary": dg.MetadataValue.md(markdown_table(
+            metrics_by_horizon(records).round(4).reset_index())),
+        "accepted": document["accepted"],
+        "acceptance": dg.MetadataValue.md(markdown_table(pd.DataFrame(document["acceptance"]))),
         **{f"avg_mae_{r.model}_{r.horizon}": float(r.mae) for r in summary.itertuples()},
         **{f"accuracy_{r.model}_{r.horizon}": float(r.accuracy) for r in summary.itertuples()},
     })
     for check in persistence_checks(summary):
         yield check
+    yield acceptance_check(document)
 
 
 def log_evaluation(mlflow: MlflowTracking, context: dg.AssetExecutionContext, document: dict,
@@ -162,3 +178,15 @@ def persistence_checks(summary: pd.DataFrame) -> list[dg.AssetCheckResult]:
         metadata={**{f"mae_{h}": v for h, v in verdict["mae"].items()},
                   **{f"persistence_mae_{h}": v for h, v in verdict["persistence_mae"].items()}})
         for model, verdict in persistence_verdicts(summary, KIND_NAMES).items()]
+
+
+def acceptance_check(document: dict) -> dg.AssetCheckResult:
+    """Whether the candidate meets every acceptance bar, with each bar's value."""
+    rows = document["acceptance"]
+    return dg.AssetCheckResult(
+        check_name=ACCEPTANCE_CHECK, passed=document["accepted"],
+        description=verdict(rows),
+        metadata={"candidate": document["candidate"]["source"],
+                  **{r["name"]: f"{r['value']} ({r['rule']}: "
+                     f"{ {True: 'pass', False: 'FAIL', None: 'not measured'}[r['passed']]})"
+                     for r in rows}})

@@ -17,6 +17,8 @@ from amhs_assets.contract import (
 from amhs_assets.defs.assets.training import CANDIDATE_INS
 from amhs_assets.defs.metadata import markdown_table
 from amhs_assets.defs.resources import AmhsSettings, MlflowTracking
+from amhs_assets.evaluation.acceptance import failures
+from amhs_assets.evaluation.acceptance import verdict as acceptance_verdict
 from amhs_assets.evaluation.evaluate import operating_point, summary_table
 from amhs_assets.features.spec import FEATURE_VERSION
 from amhs_assets.models.kinds import candidate_models
@@ -30,9 +32,12 @@ from amhs_assets.registry.store import (
     version_ref,
 )
 from amhs_assets.registry.tags import (
+    CHECK_ACCEPTANCE,
+    TAG_ACCEPTED,
     TAG_CHECKS,
     TAG_DECISION,
     TAG_REASON,
+    acceptance_tags,
     code_version,
     data_fingerprint,
     operating_point_tags,
@@ -52,14 +57,19 @@ def candidate_tags(document: dict, kind: str, fingerprint: str, run_id: str,
     the Dagster run (what triggered it)."""
     records = document["results"]
     verdict = persistence_verdicts(summary_table(records), (kind,))[kind]
+    checks, why, extra = {f"{kind}_beats_persistence": verdict["passed"]}, {}, {}
+    if "acceptance" in document:  # the acceptance bars (evaluation/acceptance.py)
+        rows = document["acceptance"]
+        checks[CHECK_ACCEPTANCE] = bool(document["accepted"])
+        why[CHECK_ACCEPTANCE] = "; ".join(failures(rows)) or acceptance_verdict(rows)
+        extra = acceptance_tags(rows, document["accepted"])
     version = document["champion"].get("version")
     baseline = (version, candidate_metrics(records, "champion")) if version else None
     tags = version_tags(kind=kind, metrics=candidate_metrics(records, kind),
                         window=document["test_window"], fingerprint=fingerprint,
                         feature_version=FEATURE_VERSION, code_version=code_version(),
-                        dagster_run_id=run_id, checks={f"{kind}_beats_persistence":
-                                                       verdict["passed"]}, baseline=baseline)
-    return (tags | train_window_tags(document.get("boundaries", []))
+                        dagster_run_id=run_id, checks=checks, baseline=baseline, why=why)
+    return (tags | extra | train_window_tags(document.get("boundaries", []))
             | trigger_tags(run_tags or {}, TRIGGER_TAG, TRIGGER_REASON_TAG))
 
 
@@ -73,7 +83,7 @@ def training_window_logs(settings: AmhsSettings) -> pd.DataFrame:
 def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
                      mlflow: MlflowTracking, evaluation_report: dict, **models
                      ) -> dg.Output[dict]:
-    """The best candidate on validation as a new amhs-predictor version (online features and the models of every horizon in one MLflow pyfunc), challenger if it passed the checks."""
+    """The best candidate on validation as a new amhs-predictor version (online features and the models of every horizon in one MLflow pyfunc), challenger if it passed the checks (beats persistence, meets the acceptance bars)."""
     kind = evaluation_report["candidate"]["source"]
     candidates = candidate_models(models)
     model, xgb = candidates[kind], candidates["xgb"]
@@ -100,6 +110,8 @@ def registered_model(context: dg.AssetExecutionContext, settings: AmhsSettings,
     metrics = pd.DataFrame([{"tag": k, "value": v} for k, v in sorted(version.tags.items())])
     return dg.Output(value, metadata={
         "version": value["version"], "candidate": kind, "passed_checks": passed,
+        "accepted": version.tags.get(TAG_ACCEPTED, "not judged"),
+        "acceptance": acceptance_verdict(evaluation_report.get("acceptance") or []),
         "aliases": ", ".join(value["aliases"]) or "none (failed the checks)",
         "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{value['version']}",
         "mlflow_run_id": run_id, "tracking_uri": redact(mlflow.tracking_uri),
