@@ -25,7 +25,8 @@ from amhs_assets.defs.partitions import all_partitions_tags, offered_days, range
 from amhs_assets.defs.recovery import process_tags, recover
 from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.ingest.days import update_stored_index
-from amhs_assets.evaluation.evaluate import summary_table
+from amhs_assets.evaluation.acceptance import AcceptanceConfig, judge, verdict
+from amhs_assets.evaluation.evaluate import metrics_by_horizon
 
 AFTER_GATE = PROMOTION_ASSETS.downstream() - PROMOTION_ASSETS
 BEFORE_GATE = dg.AssetSelection.all() - PROMOTION_ASSETS - AFTER_GATE
@@ -45,20 +46,21 @@ def run_pipeline(echo: Callable[[str], None] = print, definitions: dg.Definition
     recover_crashed_runs(instance, echo)
     if not ingest_raw_files(definitions, instance, echo):
         return False
-    result = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
-                      "every model of every horizon, evaluation, registration, drift")
-    if result is None:
+    training = _run_job(echo, definitions, instance, "training_job", all_partitions_tags(),
+                        "every model of every horizon, evaluation, registration, drift")
+    if training is None:
         return False
     result = _run_job(echo, definitions, instance, "promotion_job", {}, "the promotion gate")
     if result is None:
         return False
+    registered = training.output_for_node("registered_model")["version"]
     gate = result.output_for_node("champion_model")
     echo(f"champion: v{gate['champion']} ({gate['decision']}: {gate['reason']})")
     if _has_job(definitions, MONITORING_JOB) and _run_job(
             echo, definitions, instance, MONITORING_JOB, {},
             "drift, live performance and the dashboard of the champion") is None:
         return False
-    print_summary(echo, definitions)
+    print_summary(echo, definitions, gate["champion"], registered)
     return True
 
 
@@ -120,14 +122,63 @@ def _default_definitions() -> dg.Definitions:
     return defs
 
 
-def print_summary(echo: Callable[[str], None], definitions: dg.Definitions) -> None:
-    """A one-screen table of the evaluation, and where every report is."""
-    reports = definitions.resources["settings"].reports_dir
+def print_summary(echo: Callable[[str], None], definitions: dg.Definitions,
+                  champion: str | None = None, registered: str | None = None) -> None:
+    """The evaluation's one labelled table, whether the champion meets the acceptance bars, and
+    where every report is."""
+    settings = definitions.resources["settings"]
+    reports = settings.reports_dir
     path = reports / "evaluation.json"
     if path.exists():
-        table = summary_table(json.loads(path.read_text())["results"])
-        with pd.option_context("display.width", 120, "display.max_columns", 20):
-            echo("\n" + table.round(3).to_string(index=False) + "\n")
+        document = json.loads(path.read_text())
+        echo("\n" + "\n".join(run_summary(document, settings.acceptance.pure(), champion,
+                                           registered)) + "\n")
     echo(f"reports in {reports}:")
     for item in sorted(reports.glob("*")):
         echo(f"  {item}")
+
+
+def champion_column(document: dict, champion: str | None, registered: str | None) -> str | None:
+    """Which model of the evaluation the registry's champion is: the evaluated champion, or this
+    run's candidate when the gate promoted its version; None when it was not evaluated."""
+    if champion is None:
+        return None
+    if str(document["champion"].get("version")) == str(champion):
+        return "champion"
+    if registered is not None and str(registered) == str(champion):
+        return (document.get("candidate") or {}).get("source")
+    return None
+
+
+def run_summary(document: dict, config: AcceptanceConfig, champion: str | None = None,
+                registered: str | None = None) -> list[str]:
+    """What `amhs run` ends with: one table of the test metrics (a row per metric, labelled with
+    its target and horizon, e.g. avg_mae_h10; a column per model, and the candidate's bar) and
+    one line saying whether the champion meets the acceptance bars, and which fail."""
+    records = document["results"]
+    table = metrics_by_horizon(records).round(3)
+    candidate = (document.get("candidate") or {}).get("source", table.columns[-1])
+    bars = {r["name"]: f"{'<=' if r['metric'] == 'avg_mae' else '>='} {r['bar']:.4g}"
+            for r in judge(records, candidate, config)}
+    bars |= {f"avg_mae_vs_persistence_pct_h{h}": f">= {100 * config.mae_vs_persistence:g}"
+             for h in {int(r["horizon"]) for r in records}}
+    table["acceptance_bar"] = [bars.get(name, "") for name in table.index]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        lines = [f"test metrics ({document['test_window'].get('rows')} rows; avg: window-mean "
+                 "transfer time, MAE in s; _hN: N minutes ahead):", table.to_string()]
+    column = champion_column(document, champion, registered)
+    if champion is None:
+        lines.append("no champion: " + candidate_line(document, config, registered))
+    elif column is None:
+        lines.append(f"champion v{champion} was not evaluated on this test window: "
+                     "`amhs registry list` shows its acceptance tags")
+    else:
+        lines.append(f"champion v{champion} ({column}): {verdict(judge(records, column, config))}")
+    return lines
+
+
+def candidate_line(document: dict, config: AcceptanceConfig, registered: str | None) -> str:
+    """Why there is no champion: this run's candidate and its acceptance verdict."""
+    kind = (document.get("candidate") or {}).get("source", "?")
+    rows = document.get("acceptance") or judge(document["results"], kind, config)
+    return f"the candidate {kind} (v{registered}) {verdict(rows)}"
