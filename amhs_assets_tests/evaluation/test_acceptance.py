@@ -15,8 +15,8 @@ from amhs_assets.evaluation.acceptance import (
 )
 from amhs_assets.registry.tags import REJECTED, acceptance_tags, version_tags
 
-# what the defaults must let through: a good model on the default simulated fab (2 lines x
-# 14 days; evaluation.json of `amhs run`) and the small models of the tests (2 lines x 4 days)
+# what the defaults must let through: a good model on a simulated fab (`amhs run` on 2 lines x
+# 14 days) and the small models of the tests (2 lines x 4 days, 10 boosting rounds)
 GOOD = {10: (24.3, 12.9, 0.95, 0.90, 0.91), 15: (29.6, 17.0, 0.91, 0.89, 0.82),
         25: (39.0, 25.9, 0.79, 0.88, 0.74)}
 SMALL = {10: (33.7, 27.8, 0.70, 0.87, 0.94), 15: (42.4, 35.5, 0.58, 0.81, 0.92),
