@@ -171,7 +171,7 @@ def run_summary(document: dict, config: AcceptanceConfig, champion: str | None =
         lines.append("no champion: " + candidate_line(document, config, registered))
     elif column is None:
         lines.append(f"champion v{champion} was not evaluated on this test window: "
-                     "`amhs registry list` shows its acceptance tags")
+                     "`amhs registry list --tags` shows its accepted and acceptance_* tags")
     else:
         lines.append(f"champion v{champion} ({column}): {verdict(judge(records, column, config))}")
     return lines

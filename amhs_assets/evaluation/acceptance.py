@@ -30,7 +30,9 @@ class AcceptanceConfig:
         None, "avg MAE must be at most this many seconds at each horizon (none: no absolute bar; "
               "the scale of the transfer times is the site's)")
     min_avg_r2: float = setting(0.25, "R² of the avg transfer time at least this at each horizon")
-    min_state_accuracy: float = setting(0.70, "state accuracy at least this at each horizon")
+    min_state_accuracy: float = setting(
+        0.60, "state accuracy at least this at each horizon (the operating point trades "
+              "accuracy for CRITICAL recall: a good model's is often below persistence's)")
     min_critical_recall: float = setting(
         0.50, "CRITICAL recall at the operating point at least this at each horizon (the share "
               "of CRITICAL minutes alarmed)")
