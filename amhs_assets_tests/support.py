@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -194,6 +195,34 @@ def new_store(tmp_path: Path) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri, uri).search_registered_models()
     return uri
+
+
+def stub_store(data: Path) -> types.SimpleNamespace:
+    """An embedded store in the data folder `data` and a stub logged model to register versions
+    of (no training: the registry and its ledger never look inside a version): data, tracking,
+    client, info (what register_version takes), uri, env (for `amhs` against this store)."""
+    from amhs_assets.defs.resources import MlflowTracking
+    from amhs_assets.registry import store as reg
+
+    tracking = MlflowTracking.for_data_dir(data)
+    client = tracking.client()
+    experiment = reg.ensure_experiment(client, "amhs", tracking.artifact_location)
+    run = client.create_run(experiment)
+    client.log_text(run.info.run_id, "stub", "model/MLmodel")
+    client.set_terminated(run.info.run_id)
+    info = types.SimpleNamespace(model_uri=f"runs:/{run.info.run_id}/model",
+                                 run_id=run.info.run_id, model_id=None)
+    return types.SimpleNamespace(data=data, tracking=tracking, client=client, info=info,
+                                 uri=tracking.tracking_uri,
+                                 env={"AMHS_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": ""})
+
+
+def champion_of(store, name: str = REGISTERED_MODEL_NAME) -> str | None:
+    """The version the champion alias points at in a stub_store, or None."""
+    from amhs_assets.registry import store as reg
+
+    ref = reg.version_ref(store.client, name, CHAMPION_ALIAS)
+    return ref.version if ref else None
 
 
 def register(champion: Champion, uri: str, alias: str | None = CHAMPION_ALIAS) -> str:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +18,6 @@ from mlflow.exceptions import MlflowException
 
 from amhs_assets.cli import main
 from amhs_assets.contract import CHALLENGER_ALIAS, CHAMPION_ALIAS, REGISTERED_MODEL_NAME
-from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.registry import store as reg
 from amhs_assets.registry.gate import GateConfig
 from amhs_assets.registry.ledger import (
@@ -29,6 +27,7 @@ from amhs_assets.registry.ledger import (
     read_ledger,
 )
 from amhs_assets.registry.tags import version_tags
+from amhs_assets_tests.support import champion_of, stub_store
 
 FV = "1.0.0"
 WINDOW = {"start": "2026-02-05T00:00:00+00:00", "end": "2026-02-05T23:59:00+00:00", "rows": 2000}
@@ -37,20 +36,8 @@ SPOOFED = {"LOGNAME": "someone-else", "USER": "someone-else"}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """An embedded store in a temporary data folder and a stub logged model to register (no
-    training: the ledger never looks inside a version)."""
-    data = tmp_path_factory.mktemp("data")
-    tracking = MlflowTracking.for_data_dir(data)
-    client = tracking.client()
-    experiment = reg.ensure_experiment(client, "amhs", tracking.artifact_location)
-    run = client.create_run(experiment)
-    client.log_text(run.info.run_id, "stub", "model/MLmodel")
-    client.set_terminated(run.info.run_id)
-    info = types.SimpleNamespace(model_uri=f"runs:/{run.info.run_id}/model",
-                                 run_id=run.info.run_id, model_id=None)
-    env = {"AMHS_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": ""}
-    return types.SimpleNamespace(data=data, client=client, info=info, env=env,
-                                 uri=tracking.tracking_uri)
+    """An embedded store in a temporary data folder and a stub logged model to register."""
+    return stub_store(tmp_path_factory.mktemp("data"))
 
 
 def add_versions(store, name: str, *maes: float) -> list[str]:
@@ -69,11 +56,6 @@ def add_versions(store, name: str, *maes: float) -> list[str]:
 def amhs(store, *args: str, **env: str):
     """`amhs ARGS` in this process against the store."""
     return CliRunner().invoke(main, list(args), env={**store.env, **env})
-
-
-def champion_of(store, name: str = REGISTERED_MODEL_NAME) -> str | None:
-    ref = reg.version_ref(store.client, name, CHAMPION_ALIAS)
-    return ref.version if ref else None
 
 
 def test_three_promotions_and_a_rollback_leave_four_ledger_entries_with_their_reasons(store):

@@ -3,29 +3,14 @@ chromium): Swagger UI renders FastAPI's OpenAPI 3.1 from files the API serves it
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from amhs_assets_tests.support import serving, tiny_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-CHROMIUM = "/usr/bin/chromium"
 ESSENTIAL = {("POST", "/v1/predict"), ("GET", "/v1/model"), ("GET", "/health"),
              ("GET", "/ready"), ("POST", "/v1/reload"), ("GET", "/metrics")}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless chromium of the system (skipped without it: .ci/run installs it)."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no {CHROMIUM}: install Debian's chromium (.ci/run does) for browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_docs_render_every_operation_offline_without_errors(browser, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import types
 
 import pandas as pd
 import pytest
@@ -21,7 +20,6 @@ from amhs_assets.contract import (
     RAW_COLUMNS,
     REGISTERED_MODEL_NAME,
 )
-from amhs_assets.defs.resources import MlflowTracking
 from amhs_assets.ingest.clean import regularize, type_columns
 from amhs_assets.registry import store as reg
 from amhs_assets.registry.gate import GateConfig, VersionRef, candidate_metrics, decide
@@ -36,7 +34,7 @@ from amhs_assets.registry.tags import (
     metric_tags,
     version_tags,
 )
-from amhs_assets_tests.support import valid_rows
+from amhs_assets_tests.support import champion_of, stub_store, valid_rows
 
 FV = "1.0.0"
 WINDOW = {"start": "2026-02-05T00:00:00+00:00", "end": "2026-02-05T23:59:00+00:00", "rows": 2000}
@@ -183,16 +181,7 @@ def test_an_unreachable_server_fails_fast_with_a_clear_message():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """An embedded store in a temporary data folder, and a stub model to register versions of."""
-    data = tmp_path_factory.mktemp("data")
-    tracking = MlflowTracking.for_data_dir(data)
-    client = tracking.client()
-    experiment = reg.ensure_experiment(client, "amhs", tracking.artifact_location)
-    run = client.create_run(experiment)
-    client.log_text(run.info.run_id, "stub", "model/MLmodel")
-    client.set_terminated(run.info.run_id)
-    info = types.SimpleNamespace(model_uri=f"runs:/{run.info.run_id}/model",
-                                 run_id=run.info.run_id, model_id=None)
-    return types.SimpleNamespace(data=data, tracking=tracking, client=client, info=info)
+    return stub_store(tmp_path_factory.mktemp("data"))
 
 
 def add_version(store, name: str, mae: float, **kwargs) -> str:
@@ -200,11 +189,6 @@ def add_version(store, name: str, mae: float, **kwargs) -> str:
     tags = tags_for(mae, **kwargs)
     aliases = (CHALLENGER_ALIAS,) if tags["passed_checks"] == "true" else ()
     return str(reg.register_version(store.client, name, store.info, tags, "stub", aliases).version)
-
-
-def champion_of(store, name: str) -> str | None:
-    ref = reg.version_ref(store.client, name, CHAMPION_ALIAS)
-    return ref.version if ref else None
 
 
 def test_a_failed_registration_leaves_no_half_registered_version(store, monkeypatch):
