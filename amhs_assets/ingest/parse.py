@@ -229,8 +229,10 @@ def _collect(chunks: Iterator[tuple[pd.DataFrame, int]], screen: _Screen,
     return frame, junk_frame([j for j in junk if len(j)])
 
 
-def _parse_csv(data: bytes, limits: IngestConfig) -> ParsedFile:
-    """A CSV file's rows within the limits (see the module's docstring)."""
+def _csv_header(data: bytes, limits: IngestConfig) -> tuple[list[str], int, list[str]]:
+    """A CSV file's column names, its data line count and the notes on its header, before any
+    row is parsed; FileRejected when it is empty, lacks a contract column or is over
+    ingest.max_file_rows."""
     if not data.strip(b"\xef\xbb\xbf\r\n\t "):
         raise FileRejected("empty file: no header row")
     lines = _data_lines(data)
@@ -238,6 +240,12 @@ def _parse_csv(data: bytes, limits: IngestConfig) -> ParsedFile:
     notes = _check_names(names, lines)
     if lines > limits.max_file_rows:
         raise over_rows(lines, limits.max_file_rows)
+    return names, lines, notes
+
+
+def _parse_csv(data: bytes, limits: IngestConfig) -> ParsedFile:
+    """A CSV file's rows within the limits (see the module's docstring)."""
+    names, lines, notes = _csv_header(data, limits)
     unreadable: list[tuple[int, str]] = []
     try:
         frame, junk = _collect(((c, 0) for c in _strict_chunks(data, names, limits)),
@@ -285,16 +293,12 @@ def raw_timestamps(data: bytes, name: str, limits: IngestConfig) -> tuple[pd.Ser
         try:
             csv_data = _gunzip(data, limits.max_file_bytes) if name.lower().endswith(".gz") \
                 else data
-            if csv_data.strip(b"\xef\xbb\xbf\r\n\t "):
-                lines, names = _data_lines(csv_data), _header(csv_data)
-                _check_names(names, lines)
-                if lines > limits.max_file_rows:
-                    raise over_rows(lines, limits.max_file_rows)
-                column = pd.read_csv(
-                    io.BytesIO(csv_data), header=0, names=names, usecols=["timestamp"],
-                    dtype=str, na_values=NA_TOKENS, keep_default_na=False, encoding="utf-8-sig",
-                    skipinitialspace=True, engine="c")["timestamp"]
-                return column, len(column)
+            names, _, _ = _csv_header(csv_data, limits)
+            column = pd.read_csv(
+                io.BytesIO(csv_data), header=0, names=names, usecols=["timestamp"], dtype=str,
+                na_values=NA_TOKENS, keep_default_na=False, encoding="utf-8-sig",
+                skipinitialspace=True, engine="c")["timestamp"]
+            return column, len(column)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
             pass  # ragged or odd: the full reader decides, and says why
     parsed = parse_raw(data, name, limits)
