@@ -17,7 +17,6 @@ rejected by the whole-history quality report.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from amhs_assets.documents import write_text
 from amhs_assets.ingest.clean import CleanResult, clean_raw_logs, write_quarantine
 from amhs_assets.ingest.files import SOURCE_FILE, FileResult, RawLogs, read_raw_files
 from amhs_assets.ingest.limits import FileChanged, FileRejected, IngestConfig, over_bytes
@@ -77,12 +77,9 @@ class RawIndex:
 
     def save(self, path: Path) -> None:
         """Write the index atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"timezone": self.timezone, "limits": self.limits,
-                                   "files": {p: asdict(f) for p, f in sorted(self.files.items())}}))
-        tmp.replace(path)
+        write_text(Path(path), json.dumps({
+            "timezone": self.timezone, "limits": self.limits,
+            "files": {p: asdict(f) for p, f in sorted(self.files.items())}}))
 
     def days(self) -> list[str]:
         """Every day some raw file covers, oldest first."""

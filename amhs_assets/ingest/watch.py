@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amhs_assets.documents import write_text
 from amhs_assets.ingest.days import neighbour_day
 from amhs_assets.ingest.files import discover_raw_files, folder_fingerprint
 from amhs_assets.ingest.limits import IngestConfig
@@ -64,11 +64,7 @@ class WatchState:
 
     def save_detail(self, path: Path) -> None:
         """Write the detail atomically (before the cursor that names its digest)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.dumps())
-        tmp.replace(path)
+        write_text(Path(path), self.dumps())
 
 
 def load_state(cursor: str | None, detail: Path) -> WatchState:
