@@ -6,8 +6,8 @@
   read where they are); what is not a regular file (a pipe, a device) is refused.
 - `take_snapshot` reads a file once into memory and hashes those bytes: the hash recorded is the
   hash of what was read. A file that changed while it was read (size, times or inode differ
-  before and after; for a file changed in the last seconds, a second read that differs) raises
-  FileChanged: it is skipped, not half-ingested.
+  before and after; for a file changed in the last seconds, a second read after a pause that
+  differs, or an empty file) raises FileChanged: it is skipped, not half-ingested.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from amhs_assets.ingest.limits import FileChanged, FileRejected, IngestConfig, o
 
 RAW_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 RECENT_NS = 2_000_000_000  # a file changed this recently gets a second read to confirm it
+SETTLE_S = 0.05  # the pause before that second read: a writer between two writes moves on
 BLOCK = 1 << 20
 
 
@@ -172,14 +173,20 @@ def take_snapshot(path: Path, raw_dir: Path, limits: IngestConfig,
                           f"{len(data):,} read, {now.st_size:,} after)")
     digest = hashlib.sha256(data).hexdigest()
     if after.st_ctime_ns > started - RECENT_NS:
-        # changed moments ago: a write within the clock's granularity would leave the times
-        # alone, so a second read must find the same bytes
+        # changed moments ago: perhaps caught between a writer's truncate and its writes, or
+        # between two writes; a write within the clock's granularity would leave the times
+        # alone. An empty file is taken for one being written; otherwise, after a pause, a
+        # second read must find the same file and the same bytes.
+        if not data:
+            raise FileChanged("empty and changed moments ago (being written)")
+        time.sleep(SETTLE_S)
         again = _open_inside(path, root)
         try:
             second = hashlib.sha256(_read_all(again, limits.max_file_bytes + 1)).hexdigest()
+            later = os.fstat(again)
         finally:
             os.close(again)
-        if second != digest:
+        if second != digest or _signature(later) != _signature(after):
             raise FileChanged("changed while it was read (two reads differ)")
     return Snapshot(data, digest, before.st_size, before.st_mtime_ns)
 

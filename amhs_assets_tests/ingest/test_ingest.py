@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from amhs_assets.contract import FLAG_FILLED, FLAG_MISSING, NUMERIC_COLUMNS, RAW_COLUMNS
 from amhs_assets.ingest.clean import clean_raw_logs, write_quarantine
 from amhs_assets.ingest.files import read_raw_files
+from amhs_assets.ingest.snapshot import RECENT_NS
 from amhs_assets_tests.support import valid_rows
 
 
@@ -102,14 +104,31 @@ def test_missing_column_quarantines_the_file_and_the_others_go_on(data_dir):
     assert set(result.cleaned["line_id"]) == {"L2"}
 
 
-@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 20, b"\x1f\x8b\x08garbage"])
-def test_empty_or_binary_file_is_quarantined_whole(data_dir, content):
+@pytest.mark.parametrize("content", [bytes(range(256)) * 20, b"\x1f\x8b\x08garbage"])
+def test_a_binary_file_is_quarantined_whole(data_dir, content):
     (data_dir / "raw" / "junk.csv").write_bytes(content)
     valid_rows(5).to_csv(data_dir / "raw" / "ok.csv", index=False)
     _, result = ingest(data_dir / "raw")
     junk = file_entry(result, "junk.csv")
     assert junk["status"] == "quarantined" and junk["reasons"]
     assert result.quality["rows_clean"] == 5
+
+
+def test_an_empty_file_is_skipped_while_new_and_quarantined_once_it_rests(data_dir):
+    """An empty file changed moments ago is taken for one a writer has just truncated: skipped
+    to the next tick; still empty seconds later, it is quarantined whole with the reason."""
+    junk = data_dir / "raw" / "junk.csv"
+    junk.write_bytes(b"")
+    valid_rows(5).to_csv(data_dir / "raw" / "ok.csv", index=False)
+    _, result = ingest(data_dir / "raw")
+    assert "being written" in result.quality["skipped"][0]["reason"]
+    assert "junk.csv" not in [f["path"] for f in result.quality["files"]]
+    assert result.quality["rows_clean"] == 5
+    time.sleep(max(0.0, junk.stat().st_ctime + RECENT_NS / 1e9 + 0.1 - time.time()))
+    _, result = ingest(data_dir / "raw")
+    assert result.quality["skipped"] == []
+    entry = file_entry(result, "junk.csv")
+    assert entry["status"] == "quarantined" and "empty file" in entry["reasons"][0]
 
 
 def test_truncated_gzip_is_quarantined_whole(data_dir):

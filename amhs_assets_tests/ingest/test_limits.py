@@ -137,6 +137,42 @@ def test_a_file_rewritten_while_it_is_read_is_skipped_not_half_read(data_dir):
     assert snapshot.sha256 == hashlib.sha256(snapshot.data).hexdigest()
 
 
+def test_a_file_caught_between_a_writers_truncate_and_its_writes_is_skipped(data_dir):
+    """A writer truncates, then writes: an empty file changed moments ago is one being written,
+    skipped, not quarantined as empty; once it rests it is read (and refused) as it is."""
+    raw_dir = data_dir / "raw"
+    path = raw_dir / "a.csv"
+    path.write_bytes(b"")
+    with pytest.raises(FileChanged, match="being written"):
+        take_snapshot(path, raw_dir, IngestConfig())
+    rested = path.stat().st_mtime_ns - 10 * 10**9
+    os.utime(path, ns=(rested, rested))  # the ctime stays recent: still taken for being written
+    with pytest.raises(FileChanged, match="being written"):
+        take_snapshot(path, raw_dir, IngestConfig())
+
+
+def test_a_recent_file_written_again_before_its_second_read_is_skipped(data_dir, monkeypatch):
+    """The second read of a file changed moments ago comes after a pause; a write in the pause
+    (here: the same bytes again, so only the file's times tell) skips it."""
+    import amhs_assets.ingest.snapshot as snapshot_module
+
+    raw_dir = data_dir / "raw"
+    path = raw_dir / "a.csv"
+    valid_rows(20).to_csv(path, index=False)
+    whole = path.read_bytes()
+    pause = snapshot_module.time.sleep
+
+    def write_in_the_pause(seconds: float) -> None:
+        pause(0.01)  # past the clock's granularity
+        path.write_bytes(whole)
+
+    monkeypatch.setattr(snapshot_module.time, "sleep", write_in_the_pause)
+    with pytest.raises(FileChanged, match="two reads differ"):
+        take_snapshot(path, raw_dir, IngestConfig())
+    monkeypatch.setattr(snapshot_module.time, "sleep", pause)
+    assert take_snapshot(path, raw_dir, IngestConfig()).data == whole
+
+
 def test_a_file_changed_after_indexing_is_skipped_by_the_cleaning_with_the_reason(data_dir):
     raw_dir = data_dir / "raw"
     path = raw_dir / "a.csv"
