@@ -5,9 +5,10 @@
   the reason; a link to a folder is never descended into (its files inside the raw folder are
   read where they are); what is not a regular file (a pipe, a device) is refused.
 - `take_snapshot` reads a file once into memory and hashes those bytes: the hash recorded is the
-  hash of what was read. A file that changed while it was read (size, times or inode differ
-  before and after; for a file changed in the last seconds, a second read after a pause that
-  differs, or an empty file) raises FileChanged: it is skipped, not half-ingested.
+  hash of what was read. A file that changed while it was read raises FileChanged: it is
+  skipped, not half-ingested. Changed means: size, times or inode differ before and after;
+  for a file changed in the last seconds, it is empty (a writer's truncate) or a second read
+  differs (after a pause when the change was within the last 250 ms).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from amhs_assets.ingest.limits import FileChanged, FileRejected, IngestConfig, o
 
 RAW_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 RECENT_NS = 2_000_000_000  # a file changed this recently gets a second read to confirm it
-SETTLE_S = 0.05  # the pause before that second read: a writer between two writes moves on
+SETTLE_NS = 250_000_000  # changed this recently: the second read waits a moment first
+SETTLE_S = 0.05  # that moment: a writer caught between two writes moves on
 BLOCK = 1 << 20
 
 
@@ -179,7 +181,8 @@ def take_snapshot(path: Path, raw_dir: Path, limits: IngestConfig,
         # second read must find the same file and the same bytes.
         if not data:
             raise FileChanged("empty and changed moments ago (being written)")
-        time.sleep(SETTLE_S)
+        if after.st_ctime_ns > time.time_ns() - SETTLE_NS:
+            time.sleep(SETTLE_S)
         again = _open_inside(path, root)
         try:
             second = hashlib.sha256(_read_all(again, limits.max_file_bytes + 1)).hexdigest()
