@@ -62,7 +62,8 @@ def operating_point_table(points: list[dict], table: Callable, name_cell: Callab
 
 
 def refit_table(rows: list[dict], table: Callable, name_cell: Callable) -> str:
-    """Test MAE of the early-stopped regressors and of the refitted ones that are served."""
+    """Test MAE of the early-stopped regressors and of the served ones (after the refit: the
+    blend of refitted and early-stopped)."""
     if not rows:
         return note("No model was refitted (alarms.refit is off).")
     frame = pd.DataFrame(rows)
@@ -77,7 +78,7 @@ def refit_table(rows: list[dict], table: Callable, name_cell: Callable) -> str:
                f'<p class="fail">The refit raises the test MAE in {int(worse.sum())} of '
                f"{len(frame)} cells.</p>")
     return verdict + table(["model", "horizon", "target", "MAE early-stopped (s)",
-                            "MAE refit (s)", "gain %"], 3, body)
+                            "MAE served, with the refit (s)", "gain %"], 3, body)
 
 
 def _pr_curve(p: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -398,8 +398,10 @@ minute, per line per 12-hour shift; lead time: minutes from the first alarm to t
 CRITICAL episode it caught. The ★ on each PR curve is the operating point.</li>
 <li><b>Reliability</b>: predicted P(CRITICAL) against the observed share on the validation rows; a
 calibrated model lies on the diagonal. The Brier score (0 best) is in the alarm table.</li>
-<li><b>Refit</b>: the served regressors are refitted on training + validation rows with the number of
-rounds early stopping chose; the table compares their test MAE with the early-stopped ones.</li>
+<li><b>Refit</b>: the regressors are refitted on training + validation rows with the number of
+rounds early stopping chose, and the served forecast blends the refit with the early-stopped
+regressor (alarms.refit_weight); the table compares its test MAE with the early-stopped one
+alone, what would be served without the refit.</li>
 <li><b>What moves the forecasts</b>: the champion's exact per-forecast contributions (TreeSHAP)
 rolled up to the raw columns, averaged in size over the test rows: to its CRITICAL score and to its
 avg change from the last value. The API gives them per forecast with <code>?explain=true</code>.</li>

@@ -55,12 +55,17 @@ class AlarmConfig:
                 "(isotonic or Platt, whichever lowers the validation Brier score, none if "
                 "neither does), isotonic, platt or none")
     refit: bool = setting(
-        True, "refit the served regressors on training + validation rows with the number of "
-              "rounds early stopping chose")
+        True, "refit the regressors on training + validation rows with the number of rounds "
+              "early stopping chose")
+    refit_weight: float = setting(
+        0.5, "the refitted regressors' share of the served forecast; the early-stopped ones "
+             "take the rest (1 serves the refit alone; docs/alarms.md says why 0.5)")
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"alarms.target={self.target!r}: expected one of {', '.join(TARGETS)}")
+        if not 0.0 <= self.refit_weight <= 1.0:
+            raise ValueError(f"alarms.refit_weight={self.refit_weight}: expected 0 to 1")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"alarms.calibration={self.calibration!r}: expected one of "
                              f"{', '.join(CALIBRATIONS)}")

@@ -31,6 +31,7 @@ from amhs_assets.models.xgb import (
     Matrices,
     RowBatches,
     XgbConfig,
+    blended,
     fit_booster,
     predict_booster,
     validation_policy,
@@ -76,6 +77,7 @@ class UnifiedModel:
     feature_names: tuple[str, ...]
     policies: dict[int, HorizonPolicy] = field(default_factory=dict)
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
+    refit_weight: float = 1.0  # the refit's share of the served forecast (the early: the rest)
 
     @property
     def horizons(self) -> tuple[int, ...]:
@@ -92,8 +94,8 @@ class UnifiedModel:
         hh = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
         Xh = with_horizon(X, hh)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        regressors = self.early if early and self.early else self.regressors
-        pred = {t: base + predict_booster(b, Xh) for t, b in regressors.items()}
+        pred = {t: base + blended(Xh, t, self.regressors, self.early, self.refit_weight, early)
+                for t in self.regressors}
         proba = predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)
         return decide(ordered(pred) | {"proba": proba}, self.policy(h))
 
@@ -146,7 +148,7 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
         proba = predict_booster(classifier, with_horizon(X_val, h)).reshape(len(X_val), N_CLASSES)
         model.policies[h] = validation_policy(ds, h, proba, alarms)
     if alarms.refit:
-        model.early = regressors
+        model.early, model.refit_weight = regressors, alarms.refit_weight
         model.regressors = _refit(ds, config, tr, va, base, regressors, progress)
     return model
 

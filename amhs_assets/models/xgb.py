@@ -204,14 +204,15 @@ class HorizonModels:
     best_iterations: dict[str, int]
     policy: HorizonPolicy | None = None
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
+    refit_weight: float = 1.0  # the refit's share of the served forecast (the early: the rest)
 
     def predict(self, X: np.ndarray, early: bool = False) -> dict[str, np.ndarray]:
         """min/max/avg in seconds, calibrated state probabilities (rows, 3), the state per the
         operating point and the CRITICAL alarm, for feature rows X (`early`: the regressors
         before the refit, if there was one)."""
         base = baseline(X[:, self.persistence_index], self.fallback)
-        regressors = self.early if early and self.early else self.regressors
-        pred = {t: base + predict_booster(b, X) for t, b in regressors.items()}
+        pred = {t: base + blended(X, t, self.regressors, self.early, self.refit_weight, early)
+                for t in self.regressors}
         proba = predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)
         return decide(ordered(pred) | {"proba": proba}, self.policy)
 
@@ -229,6 +230,31 @@ def predict_booster(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     best = getattr(booster, "best_iteration", None)
     rng = (0, best + 1) if best is not None else (0, 0)
     return booster.inplace_predict(X, iteration_range=rng)
+
+
+def blend_members(name: str, regressors: dict[str, xgb.Booster],
+                  early: dict[str, xgb.Booster] | None, refit_weight: float,
+                  only_early: bool = False) -> list[tuple[xgb.Booster, float]]:
+    """The boosters behind one served regressor and their weights: after a refit, the refitted
+    booster (refit_weight) and the early-stopped one (the rest); else the one booster.
+    `only_early`: the early-stopped booster alone (what was served without the refit)."""
+    if not early:
+        return [(regressors[name], 1.0)]
+    if only_early or refit_weight <= 0.0:
+        return [(early[name], 1.0)]
+    if refit_weight >= 1.0:
+        return [(regressors[name], 1.0)]
+    return [(regressors[name], refit_weight), (early[name], 1.0 - refit_weight)]
+
+
+def blended(X: np.ndarray, name: str, regressors: dict[str, xgb.Booster],
+            early: dict[str, xgb.Booster] | None, refit_weight: float,
+            only_early: bool = False) -> np.ndarray:
+    """A served regressor's forecast for rows X: the weighted sum of its blend_members."""
+    members = blend_members(name, regressors, early, refit_weight, only_early)
+    if len(members) == 1:
+        return predict_booster(members[0][0], X)
+    return sum(weight * predict_booster(booster, X) for booster, weight in members)
 
 
 def shared_matrices(ds: ModelDataset, config: XgbConfig, refit: bool = False) -> Matrices:
@@ -300,7 +326,7 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
     models.policy = validation_policy(ds, h, proba, alarms)
     if alarms.refit:
         refit = refit or shared_matrices(ds, config, refit=True)
-        models.early = regressors
+        models.early, models.refit_weight = regressors, alarms.refit_weight
         models.regressors = refit_regressors(ds, h, config, refit, best, progress)
     return models
 
