@@ -32,7 +32,7 @@ from amhs_assets.features.spec import feature_catalog
 from amhs_assets.models.dataset import baseline
 from amhs_assets.models.ensemble import EnsembleModel
 from amhs_assets.models.unified import HORIZON_FEATURE, UnifiedModel, with_horizon
-from amhs_assets.models.xgb import HorizonModels, XgbModel, blend_members
+from amhs_assets.models.xgb import HorizonModels, XgbModel
 
 CRITICAL = "CRITICAL"
 OUTPUTS = (CRITICAL, "avg")  # what each explanation covers, in this order
@@ -84,7 +84,7 @@ class _Explained:
 
     label: str
     classifier: xgb.Booster
-    avg: list[tuple[xgb.Booster, float]]  # the served avg regressor: boosters and weights
+    avg: xgb.Booster
     X: np.ndarray
     feature_names: tuple[str, ...]
     baseline: np.ndarray
@@ -94,8 +94,7 @@ def _explained(model, X: np.ndarray, h: int) -> _Explained:
     """The XGBoost boosters behind a model's forecast at horizon h and the rows they read."""
     if isinstance(model, UnifiedModel):
         hh = float(np.clip(h, min(model.horizons_seen), max(model.horizons_seen)))
-        return _Explained("unified", model.classifier,
-                          blend_members("avg", model.regressors, model.early, model.refit_weight),
+        return _Explained("unified", model.classifier, model.regressors["avg"],
                           with_horizon(X, hh), tuple(model.feature_names),
                           baseline(X[:, model.persistence_index], model.fallback))
     if isinstance(model, XgbModel):
@@ -107,9 +106,8 @@ def _explained(model, X: np.ndarray, h: int) -> _Explained:
     else:
         raise TypeError(f"cannot explain a {type(model).__name__}: expected an XgbModel, "
                         "UnifiedModel, EnsembleModel or HorizonModels")
-    return _Explained(label, hm.classifier,
-                      blend_members("avg", hm.regressors, hm.early, hm.refit_weight), X,
-                      tuple(hm.feature_names), baseline(X[:, hm.persistence_index], hm.fallback))
+    return _Explained(label, hm.classifier, hm.regressors["avg"], X, tuple(hm.feature_names),
+                      baseline(X[:, hm.persistence_index], hm.fallback))
 
 
 def iteration_range(booster: xgb.Booster) -> tuple[int, int]:
@@ -138,22 +136,16 @@ def margins(model, X: np.ndarray, h: int) -> dict[str, np.ndarray]:
     to check the contributions against)."""
     part = _explained(model, X, h)
     out = {}
-    for name, members, cls in _outputs(part):
-        out[name] = np.zeros(len(X))
-        for booster, weight in members:
-            margin = booster.inplace_predict(part.X, predict_type="margin",
-                                             iteration_range=iteration_range(booster))
-            margin = margin if cls is None else margin.reshape(len(X), -1)[:, cls]
-            out[name] += weight * margin.astype(float)
+    for name, booster, cls in _outputs(part):
+        margin = booster.inplace_predict(part.X, predict_type="margin",
+                                         iteration_range=iteration_range(booster))
+        out[name] = (margin if cls is None else margin.reshape(len(X), -1)[:, cls]).astype(float)
     return out
 
 
-def _outputs(part: _Explained
-             ) -> tuple[tuple[str, list[tuple[xgb.Booster, float]], int | None], ...]:
-    """Each explained output: its name, weighted boosters (a refitted regressor is served as a
-    blend) and class (None for a regressor)."""
-    return ((CRITICAL, [(part.classifier, 1.0)], STATES.index(CRITICAL)),
-            ("avg", part.avg, None))
+def _outputs(part: _Explained) -> tuple[tuple[str, xgb.Booster, int | None], ...]:
+    """Each explained output: its name, booster and class (None for a regressor)."""
+    return ((CRITICAL, part.classifier, STATES.index(CRITICAL)), ("avg", part.avg, None))
 
 
 def _contributions(part: _Explained) -> dict[str, Contributions]:
@@ -163,11 +155,8 @@ def _contributions(part: _Explained) -> dict[str, Contributions]:
     columns, matrix = rollup(part.feature_names)
     dm = xgb.DMatrix(part.X, missing=np.nan)
     out = {}
-    for name, members, cls in _outputs(part):
-        values, bias = 0.0, 0.0
-        for booster, weight in members:  # contributions add up linearly across a blend
-            v, b = _booster_contributions(booster, dm, matrix, cls)
-            values, bias = values + weight * v, bias + weight * b
+    for name, booster, cls in _outputs(part):
+        values, bias = _booster_contributions(booster, dm, matrix, cls)
         out[name] = Contributions(columns, values, bias, values.sum(axis=1) + bias,
                                   part.baseline if name == "avg" else None)
     return out

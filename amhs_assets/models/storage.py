@@ -60,28 +60,8 @@ def _save_xgb(model: XgbModel, directory: Path) -> dict:
         boosters = {**m.regressors, "state": m.classifier}
         parts[str(h)] = {"boosters": _save_boosters(boosters, directory, f"xgb_h{h}"),
                          "fallback": m.fallback, "persistence_index": m.persistence_index,
-                         "policy": m.policy.to_dict() if m.policy else None,
-                         **_save_refit(m.early, m.refit_weight, directory, f"xgb_h{h}")}
+                         "policy": m.policy.to_dict() if m.policy else None}
     return {"horizons": parts}
-
-
-def _save_refit(early: dict[str, xgb.Booster] | None, weight: float, directory: Path,
-                prefix: str) -> dict:
-    """After a refit, the early-stopped regressors the served forecast blends in, and the
-    refit's weight (nothing for a model without a refit)."""
-    if not early:
-        return {}
-    return {"early_boosters": _save_boosters(early, directory, f"{prefix}_early"),
-            "refit_weight": float(weight)}
-
-
-def _load_refit(part: dict, directory: Path) -> dict:
-    """The early-stopped regressors and the refit's weight, as HorizonModels/UnifiedModel take
-    them (versions saved before the blend have neither: the refit alone is served)."""
-    if "early_boosters" not in part:
-        return {}
-    return {"early": _load_boosters(part["early_boosters"], directory),
-            "refit_weight": float(part["refit_weight"])}
 
 
 def _load_xgb(manifest: dict, directory: Path, feature_names: tuple[str, ...]) -> XgbModel:
@@ -94,8 +74,7 @@ def _load_xgb(manifest: dict, directory: Path, feature_names: tuple[str, ...]) -
         policy = part.get("policy")  # versions before operating points have none
         models[int(h)] = HorizonModels(int(h), boosters, classifier, part["fallback"],
                                        part["persistence_index"], feature_names, best,
-                                       HorizonPolicy.from_dict(policy) if policy else None,
-                                       **_load_refit(part, directory))
+                                       HorizonPolicy.from_dict(policy) if policy else None)
     return XgbModel(models)
 
 
@@ -113,8 +92,7 @@ def save_model(model: Model, directory: Path, feature_names: tuple[str, ...]) ->
                                        directory, "unified"),
             "fallback": model.fallback, "persistence_index": model.persistence_index,
             "horizons_seen": list(model.horizons_seen),
-            "policies": _save_policies(model.policies),
-            **_save_refit(model.early, model.refit_weight, directory, "unified")}
+            "policies": _save_policies(model.policies)}
     else:
         manifest["ensemble"] = _save_ensemble(model, directory)
     path = directory / MANIFEST
@@ -178,8 +156,7 @@ def load_model(directory: Path) -> Model:
         # the boosters read the horizon as one more column, as the trained model names it
         unified_names = names if names[-1:] == (HORIZON_FEATURE,) else (*names, HORIZON_FEATURE)
         return UnifiedModel(boosters, classifier, part["fallback"], part["persistence_index"],
-                            tuple(part["horizons_seen"]), unified_names, _load_policies(part),
-                            **_load_refit(part, directory))
+                            tuple(part["horizons_seen"]), unified_names, _load_policies(part))
     part = manifest["ensemble"]
     members = _load_members(part, directory)
     arrays = np.load(directory / "ensemble_arrays.npz", allow_pickle=False)

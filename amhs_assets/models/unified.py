@@ -31,9 +31,9 @@ from amhs_assets.models.xgb import (
     Matrices,
     RowBatches,
     XgbConfig,
-    blended,
     fit_booster,
     predict_booster,
+    served_regressors,
     validation_policy,
 )
 from amhs_assets.progress import Progress, advance
@@ -77,7 +77,7 @@ class UnifiedModel:
     feature_names: tuple[str, ...]
     policies: dict[int, HorizonPolicy] = field(default_factory=dict)
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
-    refit_weight: float = 1.0  # the refit's share of the served forecast (the early: the rest)
+    refit_weight: float = 1.0  # the refit's share in the served regressors (blend_boosters)
 
     @property
     def horizons(self) -> tuple[int, ...]:
@@ -94,8 +94,8 @@ class UnifiedModel:
         hh = float(np.clip(h, min(self.horizons_seen), max(self.horizons_seen)))
         Xh = with_horizon(X, hh)
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + blended(Xh, t, self.regressors, self.early, self.refit_weight, early)
-                for t in self.regressors}
+        regressors = self.early if early and self.early else self.regressors
+        pred = {t: base + predict_booster(b, Xh) for t, b in regressors.items()}
         proba = predict_booster(self.classifier, Xh).reshape(len(X), N_CLASSES)
         return decide(ordered(pred) | {"proba": proba}, self.policy(h))
 
@@ -149,7 +149,8 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
         model.policies[h] = validation_policy(ds, h, proba, alarms)
     if alarms.refit:
         model.early, model.refit_weight = regressors, alarms.refit_weight
-        model.regressors = _refit(ds, config, tr, va, base, regressors, progress)
+        model.regressors = served_regressors(_refit(ds, config, tr, va, base, regressors,
+                                                    progress), regressors, alarms.refit_weight)
     return model
 
 

@@ -8,6 +8,7 @@ then shifts the baseline instead of pushing predictions off the edge of the tree
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -204,15 +205,15 @@ class HorizonModels:
     best_iterations: dict[str, int]
     policy: HorizonPolicy | None = None
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
-    refit_weight: float = 1.0  # the refit's share of the served forecast (the early: the rest)
+    refit_weight: float = 1.0  # the refit's share in the served regressors (blend_boosters)
 
     def predict(self, X: np.ndarray, early: bool = False) -> dict[str, np.ndarray]:
         """min/max/avg in seconds, calibrated state probabilities (rows, 3), the state per the
         operating point and the CRITICAL alarm, for feature rows X (`early`: the regressors
         before the refit, if there was one)."""
         base = baseline(X[:, self.persistence_index], self.fallback)
-        pred = {t: base + blended(X, t, self.regressors, self.early, self.refit_weight, early)
-                for t in self.regressors}
+        regressors = self.early if early and self.early else self.regressors
+        pred = {t: base + predict_booster(b, X) for t, b in regressors.items()}
         proba = predict_booster(self.classifier, X).reshape(len(X), N_CLASSES)
         return decide(ordered(pred) | {"proba": proba}, self.policy)
 
@@ -232,29 +233,53 @@ def predict_booster(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(X, iteration_range=rng)
 
 
-def blend_members(name: str, regressors: dict[str, xgb.Booster],
-                  early: dict[str, xgb.Booster] | None, refit_weight: float,
-                  only_early: bool = False) -> list[tuple[xgb.Booster, float]]:
-    """The boosters behind one served regressor and their weights: after a refit, the refitted
-    booster (refit_weight) and the early-stopped one (the rest); else the one booster.
-    `only_early`: the early-stopped booster alone (what was served without the refit)."""
-    if not early:
-        return [(regressors[name], 1.0)]
-    if only_early or refit_weight <= 0.0:
-        return [(early[name], 1.0)]
+def blend_boosters(members: list[tuple[xgb.Booster, float]]) -> xgb.Booster:
+    """One booster whose forecast is the weighted sum of the members' (each with the trees its
+    predict_booster uses): their trees side by side, leaf values scaled by the member's weight,
+    the intercept the weighted intercepts. Same-objective regressors only. One booster serves
+    a blend at the cost of one prediction call, and its exact contributions (pred_contribs)
+    are the weighted contributions of the members."""
+    docs = [json.loads(booster.save_raw("json")) for booster, _ in members]
+    trees, intercept = [], 0.0
+    for (booster, weight), doc in zip(members, docs):
+        best = getattr(booster, "best_iteration", None)
+        model = doc["learner"]["gradient_booster"]["model"]
+        count = len(model["trees"]) if best is None else int(model["iteration_indptr"][best + 1])
+        for tree in model["trees"][:count]:
+            leaf = np.asarray(tree["left_children"]) == -1
+            values = np.asarray(tree["split_conditions"], dtype=np.float64)
+            values[leaf] *= weight  # a leaf's split condition holds its value
+            tree["split_conditions"] = values.tolist()
+            tree["base_weights"] = (np.asarray(tree["base_weights"], np.float64) * weight).tolist()
+            trees.append(tree)
+        intercept += weight * float(str(doc["learner"]["learner_model_param"]["base_score"])
+                                    .strip("[]"))
+    out = docs[0]
+    model = out["learner"]["gradient_booster"]["model"]
+    for number, tree in enumerate(trees):
+        tree["id"] = number
+    model["trees"], model["tree_info"] = trees, [0] * len(trees)
+    model["gbtree_model_param"]["num_trees"] = str(len(trees))
+    model["iteration_indptr"] = list(range(len(trees) + 1))  # one tree per round
+    param = out["learner"]["learner_model_param"]
+    param["base_score"] = (f"[{intercept:.9E}]" if str(param["base_score"]).startswith("[")
+                           else f"{intercept:.9E}")
+    blended = xgb.Booster()
+    blended.load_model(bytearray(json.dumps(out).encode()))
+    blended.set_attr(best_iteration=str(len(trees) - 1))
+    return blended
+
+
+def served_regressors(refitted: dict[str, xgb.Booster], early: dict[str, xgb.Booster],
+                      refit_weight: float) -> dict[str, xgb.Booster]:
+    """What is served after a refit: refit_weight x refitted + (1 - refit_weight) x
+    early-stopped, per target, as one booster each (the refit alone at 1, early at 0)."""
     if refit_weight >= 1.0:
-        return [(regressors[name], 1.0)]
-    return [(regressors[name], refit_weight), (early[name], 1.0 - refit_weight)]
-
-
-def blended(X: np.ndarray, name: str, regressors: dict[str, xgb.Booster],
-            early: dict[str, xgb.Booster] | None, refit_weight: float,
-            only_early: bool = False) -> np.ndarray:
-    """A served regressor's forecast for rows X: the weighted sum of its blend_members."""
-    members = blend_members(name, regressors, early, refit_weight, only_early)
-    if len(members) == 1:
-        return predict_booster(members[0][0], X)
-    return sum(weight * predict_booster(booster, X) for booster, weight in members)
+        return dict(refitted)
+    if refit_weight <= 0.0:
+        return dict(early)
+    return {name: blend_boosters([(refitted[name], refit_weight),
+                                  (early[name], 1.0 - refit_weight)]) for name in refitted}
 
 
 def shared_matrices(ds: ModelDataset, config: XgbConfig, refit: bool = False) -> Matrices:
@@ -327,7 +352,9 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
     if alarms.refit:
         refit = refit or shared_matrices(ds, config, refit=True)
         models.early, models.refit_weight = regressors, alarms.refit_weight
-        models.regressors = refit_regressors(ds, h, config, refit, best, progress)
+        models.regressors = served_regressors(
+            refit_regressors(ds, h, config, refit, best, progress), regressors,
+            alarms.refit_weight)
     return models
 
 

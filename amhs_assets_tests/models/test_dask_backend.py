@@ -39,7 +39,9 @@ def test_dask_trains_the_same_models_as_local_on_a_local_cluster():
     for name, booster in ours.regressors.items():
         assert isinstance(booster, xgb.Booster)
         assert booster.num_features() == ds.X.shape[1]
-        assert ours.best_iterations[name] == booster.best_iteration  # early stopping kept
+        stopped = ours.early[name]  # served: the refit blended with the early-stopped one
+        assert ours.best_iterations[name] == stopped.best_iteration  # early stopping kept
+        assert booster.best_iteration + 1 == 2 * (stopped.best_iteration + 1)  # refit: as many
     assert ours.best_iterations["avg"] > 5  # it learnt: validation rows and labels line up
     # one worker: the same histograms and the same trees as the local backend, up to the
     # order in which the rows arrive

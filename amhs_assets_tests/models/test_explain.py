@@ -85,14 +85,12 @@ def trained():
                     "ensemble": fit_ensemble_model(ds, per_horizon.horizon_models, TINY_ENSEMBLE)}
 
 
-def _boosters(model, kind: str, h: int) -> tuple[xgb.Booster, list[tuple[xgb.Booster, float]]]:
-    """The classifier and the avg regressor's boosters with their weights an explanation of
-    the kind at horizon h reads: after the refit, the refitted and the early-stopped one."""
-    part = model if kind == "unified" else (
-        model.horizon_models[h] if kind == "xgb" else model.xgb[h])
-    assert part.early, "the models are trained with the refit (the default)"
-    w = part.refit_weight
-    return part.classifier, [(part.regressors["avg"], w), (part.early["avg"], 1 - w)]
+def _boosters(model, kind: str, h: int) -> tuple[xgb.Booster, xgb.Booster]:
+    """The classifier and avg regressor an explanation of the kind at horizon h reads."""
+    if kind == "unified":
+        return model.classifier, model.regressors["avg"]
+    hm = model.horizon_models[h] if kind == "xgb" else model.xgb[h]
+    return hm.classifier, hm.regressors["avg"]
 
 
 def _rows(model, kind: str, X: np.ndarray, h: int) -> np.ndarray:
@@ -125,7 +123,7 @@ def test_contributions_sum_with_the_bias_to_the_margin_the_forecast_uses(trained
         trees = (0, classifier.best_iteration + 1)  # as the forecast (predict_booster)
         critical = classifier.predict(Xm, output_margin=True, iteration_range=trees)
         own = {"CRITICAL": critical[:, STATES.index("CRITICAL")],
-               "avg": sum(w * predict_booster(b, _rows(model, kind, X, h)) for b, w in avg)}
+               "avg": predict_booster(avg, _rows(model, kind, X, h))}
         for name, part in parts.items():
             np.testing.assert_allclose(part.values.sum(axis=1) + part.bias, own[name], atol=WITHIN)
             np.testing.assert_allclose(part.margin, own[name], atol=WITHIN)
@@ -139,7 +137,6 @@ def test_a_model_stopped_early_is_explained_over_the_trees_it_predicts_with(trai
     ds, models = trained
     model, X = copy.deepcopy(models["xgb"]), ds.X[ds.mask(VAL)][:50]
     hm = model.horizon_models[10]
-    hm.refit_weight = 1.0  # the refitted regressor alone, not blended with the early-stopped one
     for booster in (hm.classifier, hm.regressors["avg"]):
         assert booster.num_boosted_rounds() > 3
         booster.set_attr(best_iteration="2")  # three of its trees count

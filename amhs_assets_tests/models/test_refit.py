@@ -1,105 +1,91 @@
-"""The refit: the served regressors blend the refitted boosters (refit_weight) with the
-early-stopped ones, for every model kind, and keep doing so once saved and loaded."""
+"""The refit: the served regressors blend the refitted boosters (alarms.refit_weight) with the
+early-stopped ones, as one booster per target."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
+import xgboost as xgb
 from threadpoolctl import threadpool_limits
 
 from amhs_assets.contract import REGRESSION_TARGETS
-from amhs_assets.models.dataset import ordered
-from amhs_assets.models.ensemble import fit_ensemble_model
 from amhs_assets.models.operating import AlarmConfig
 from amhs_assets.models.splits import VAL
-from amhs_assets.models.storage import MANIFEST, load_model, save_model
 from amhs_assets.models.unified import fit_unified_model, with_horizon
-from amhs_assets.models.xgb import baseline, fit_xgb_model, predict_booster
-from amhs_assets_tests.models.test_explain import HORIZONS, TINY, TINY_ENSEMBLE, driven_dataset
+from amhs_assets.models.xgb import (
+    blend_boosters,
+    fit_xgb_model,
+    predict_booster,
+    served_regressors,
+)
+from amhs_assets_tests.models.test_explain import HORIZONS, TINY, driven_dataset
+
+
+def test_a_blended_booster_forecasts_the_weighted_sum_of_its_members(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.random((2000, 12)).astype(np.float32)
+    y = 10 * X[:, 0] + rng.normal(0, 1, len(X))
+    params = {"objective": "reg:absoluteerror", "max_depth": 4, "eta": 0.1, "subsample": 0.8,
+              "nthread": 1}
+    early = xgb.train(params, xgb.DMatrix(X[:1500], label=y[:1500]), 60)
+    early.set_attr(best_iteration="39")  # early stopping kept 40 of its 60 trees
+    refit = xgb.train({**params, "seed": 5}, xgb.DMatrix(X, label=y + 3.0), 45)
+    blend = blend_boosters([(refit, 0.3), (early, 0.7)])
+    wanted = 0.3 * predict_booster(refit, X) + 0.7 * predict_booster(early, X)
+    assert np.abs(predict_booster(early, X) - predict_booster(refit, X)).mean() > 1.0
+    np.testing.assert_allclose(predict_booster(blend, X), wanted, atol=1e-4)
+    assert int(blend.best_iteration) + 1 == 45 + 40  # the early booster's unused trees left out
+    contribs = blend.predict(xgb.DMatrix(X), pred_contribs=True)
+    np.testing.assert_allclose(contribs.sum(axis=1), wanted, atol=1e-4)  # exact, additive
+    blend.save_model(tmp_path / "blend.ubj")  # as the model storage writes it
+    loaded = xgb.Booster(model_file=str(tmp_path / "blend.ubj"))
+    loaded.set_attr(best_iteration=blend.best_iteration)
+    np.testing.assert_allclose(predict_booster(loaded, X), wanted, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
-def blended_models():
+def fitted():
+    """Models of both kinds trained twice, serving the blend (0.3) and the refit alone (1)."""
     ds = driven_dataset()
-    alarms = AlarmConfig(refit_weight=0.3)
     with threadpool_limits(1):
-        per_horizon = fit_xgb_model(ds, TINY, alarms=alarms)
-        return ds, {"xgb": per_horizon, "unified": fit_unified_model(ds, TINY, alarms=alarms),
-                    "ensemble": fit_ensemble_model(ds, per_horizon.horizon_models,
-                                                   TINY_ENSEMBLE, alarms=alarms)}
+        return ds, {w: {"xgb": fit_xgb_model(ds, TINY, alarms=AlarmConfig(refit_weight=w)),
+                        "unified": fit_unified_model(ds, TINY, alarms=AlarmConfig(refit_weight=w))}
+                    for w in (0.3, 1.0)}
 
 
-def _part(model, kind: str, h: int):
-    return model if kind == "unified" else (
-        model.horizon_models[h] if kind == "xgb" else model.xgb[h])
-
-
-def _members(model, kind: str, X: np.ndarray, h: int, target: str) -> tuple[np.ndarray, ...]:
-    """The forecast of the refitted and of the early-stopped booster, each on its own."""
-    part = _part(model, kind, h)
-    rows = with_horizon(X, float(h)) if kind == "unified" else X
-    base = baseline(X[:, part.persistence_index], part.fallback)
-    return (base + predict_booster(part.regressors[target], rows),
-            base + predict_booster(part.early[target], rows))
+def _regressors(model, kind: str, h: int):
+    part = model if kind == "unified" else model.horizon_models[h]
+    return part.regressors, part.early
 
 
 @pytest.mark.parametrize("kind", ["xgb", "unified"])
-def test_the_served_forecast_is_the_weighted_blend_of_refit_and_early_stopped(
-        blended_models, kind):
-    ds, models = blended_models
-    model, X = models[kind], ds.X[ds.mask(VAL)][:300]
+def test_the_served_regressors_blend_refit_and_early_stopped_by_refit_weight(fitted, kind):
+    ds, models = fitted
+    X = ds.X[ds.mask(VAL)][:300]
     for h in HORIZONS:
-        assert _part(model, kind, h).refit_weight == 0.3
-        served, early = model.predict(X, h), model.predict(X, h, early=True)
-        members = {t: _members(model, kind, X, h, t) for t in REGRESSION_TARGETS}
-        assert not np.allclose(*members["avg"])  # two different models
-        blend = ordered({t: 0.3 * refit + 0.7 * stopped for t, (refit, stopped) in members.items()})
-        stopped = ordered({t: m[1] for t, m in members.items()})
-        for target in REGRESSION_TARGETS:
-            np.testing.assert_allclose(served[target], blend[target], rtol=1e-5, atol=1e-4)
-            np.testing.assert_allclose(early[target], stopped[target], rtol=1e-5, atol=1e-4)
+        rows = with_horizon(X, float(h)) if kind == "unified" else X
+        served, early = _regressors(models[0.3][kind], kind, h)
+        refit_alone, early_again = _regressors(models[1.0][kind], kind, h)
+        for t in REGRESSION_TARGETS:
+            stopped = predict_booster(early[t], rows)
+            np.testing.assert_allclose(predict_booster(early_again[t], rows), stopped)  # same fit
+            refit = predict_booster(refit_alone[t], rows)
+            assert np.abs(refit - stopped).mean() > 0.01  # the refit learnt something else
+            np.testing.assert_allclose(predict_booster(served[t], rows),
+                                       0.3 * refit + 0.7 * stopped, atol=1e-3)
+        forecast, alone = models[0.3][kind].predict(X, h), models[0.3][kind].predict(
+            X, h, early=True)
+        assert not np.allclose(forecast["avg"], alone["avg"])  # early=True: before the refit
 
 
-@pytest.mark.parametrize("kind", ["xgb", "unified", "ensemble"])
-def test_a_saved_blend_loads_back_and_forecasts_the_same(blended_models, kind, tmp_path):
-    ds, models = blended_models
-    save_model(models[kind], tmp_path / "m", ds.feature_names)
-    loaded = load_model(tmp_path / "m")
-    X = ds.X[:200]
-    for h in HORIZONS:
-        assert _part(loaded, kind, h).refit_weight == 0.3
-        for early in (False, True):
-            ours, theirs = models[kind].predict(X, h, early), loaded.predict(X, h, early)
-            for target in REGRESSION_TARGETS:
-                np.testing.assert_allclose(theirs[target], ours[target], rtol=1e-6)
-
-
-def test_a_version_saved_before_the_blend_serves_its_refit_alone(blended_models, tmp_path):
-    """A manifest without early-stopped boosters (saved before the blend) loads as it was
-    served then: the refitted regressors alone."""
-    ds, models = blended_models
-    save_model(models["xgb"], tmp_path / "m", ds.feature_names)
-    manifest = json.loads((tmp_path / "m" / MANIFEST).read_text())
-    for part in manifest["xgb"]["horizons"].values():
-        part.pop("early_boosters"), part.pop("refit_weight")
-    (tmp_path / "m" / MANIFEST).write_text(json.dumps(manifest))
-    loaded, X = load_model(tmp_path / "m"), ds.X[:100]
-    for h in HORIZONS:
-        refit = ordered({t: _members(models["xgb"], "xgb", X, h, t)[0]
-                         for t in REGRESSION_TARGETS})
-        np.testing.assert_allclose(loaded.predict(X, h)["avg"], refit["avg"], rtol=1e-5,
-                                   atol=1e-4)
-
-
-def test_refit_weight_one_serves_the_refit_alone_and_out_of_range_is_refused(blended_models):
-    ds, models = blended_models
-    whole = dataclasses.replace(models["xgb"].horizon_models[HORIZONS[0]], refit_weight=1.0)
-    X = ds.X[:100]
-    refit = ordered({t: _members(models["xgb"], "xgb", X, HORIZONS[0], t)[0]
-                     for t in REGRESSION_TARGETS})
-    np.testing.assert_allclose(whole.predict(X)["max"], refit["max"], rtol=1e-5, atol=1e-4)
+def test_refit_weight_zero_serves_the_early_stopped_and_out_of_range_is_refused(fitted):
+    ds, models = fitted
+    hm = dataclasses.replace(models[0.3]["xgb"].horizon_models[HORIZONS[0]])
     with pytest.raises(ValueError, match="refit_weight"):
         AlarmConfig(refit_weight=1.5)
+    X = ds.X[:50]
+    zero = served_regressors(hm.regressors, hm.early, 0.0)
+    for t in REGRESSION_TARGETS:
+        np.testing.assert_allclose(predict_booster(zero[t], X), predict_booster(hm.early[t], X))
