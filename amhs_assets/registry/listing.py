@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from amhs_assets.registry.ledger import Ledger
 from amhs_assets.registry.store import not_found
 from amhs_assets.registry.tags import (
+    TAG_ACCEPTED,
     TAG_CODE,
     TAG_DATA,
     TAG_DECISION,
@@ -30,6 +31,7 @@ MEAN_COLUMNS = {"avg_mae_mean": "mean_avg_mae", "state_acc_mean": "mean_state_ac
                 "crit_recall_mean": "mean_critical_recall"}
 TRAILING_COLUMNS = {"decision": TAG_DECISION, "reason": TAG_REASON, "data": TAG_DATA,
                     "code": TAG_CODE}
+ACCEPTED = {"true": "yes", "false": "no"}  # the acceptance bars' verdict; '-' before they existed
 UNKNOWN = "unknown"  # a version registered before its test window was recorded
 HORIZON_MAE = re.compile(rf"^{TEST_PREFIX}avg_mae_h(\d+)$")
 HISTORY_COLUMNS = ("seq", "recorded", "alias", "kind", "from", "to", "who", "os_user", "host",
@@ -72,7 +74,7 @@ def _metric(tags: dict[str, str], key: str) -> str:
 def version_table(client: MlflowClient, name: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every version, newest first: aliases, creation time, the test window it was scored on
     (a label, W1, W2, ...: figures compare only within one label), avg MAE per horizon and the
-    means over horizons, decision and provenance; and the labels' windows in words."""
+    means over horizons, whether it met the acceptance bars, decision and provenance; and the labels' windows in words."""
     try:
         versions = client.search_model_versions(f"name='{name}'")
         aliases = client.get_registered_model(name).aliases  # search results may omit them
@@ -99,12 +101,13 @@ def version_table(client: MlflowClient, name: str) -> tuple[pd.DataFrame, dict[s
                "test_window": labels[scored_window(tags)],
                **{f"avg_mae_h{h}": _metric(tags, f"avg_mae_h{h}") for h in horizons},
                **{column: _metric(tags, key) for column, key in MEAN_COLUMNS.items()},
+               "accepted": ACCEPTED.get(tags.get(TAG_ACCEPTED, ""), "-"),
                **{column: _cut(tags.get(tag, "")) for column, tag in TRAILING_COLUMNS.items()}}
         if tags.get(TAG_ROLLED_BACK_AT):  # its decision stands; the champion left it since
             row["decision"] = f"{row['decision'] or '-'}; rolled back {tags[TAG_ROLLED_BACK_AT]}"
         rows.append(row)
     columns = ["version", "aliases", "created", *TAG_COLUMNS, "test_window",
-               *(f"avg_mae_h{h}" for h in horizons), *MEAN_COLUMNS, *TRAILING_COLUMNS]
+               *(f"avg_mae_h{h}" for h in horizons), *MEAN_COLUMNS, "accepted", *TRAILING_COLUMNS]
     legend = {label: describe_window(window) for window, label in labels.items()}
     return pd.DataFrame(rows, columns=columns), legend
 

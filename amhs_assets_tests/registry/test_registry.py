@@ -30,6 +30,7 @@ from amhs_assets.registry.tags import (
     PROMOTED,
     REFUSED,
     REJECTED,
+    TAG_ACCEPTED,
     data_fingerprint,
     metric_tags,
     version_tags,
@@ -302,7 +303,10 @@ def test_the_version_list_labels_metrics_and_shows_each_test_window(store):
     add_version(store, name, 30.0)
     add_version(store, name, 29.0, window={**WINDOW, "end": "2026-02-06T23:59:00+00:00",
                                            "rows": 2500})
+    store.client.set_model_version_tag(name, "2", TAG_ACCEPTED, "false")
+    store.client.set_model_version_tag(name, "3", TAG_ACCEPTED, "true")
     table, windows = version_table(store.client, name)
+    assert list(table["accepted"]) == ["yes", "no", "-"]  # v1: before the acceptance bars
     assert list(table["version"]) == [3, 2, 1]
     assert list(table["test_window"]) == ["W2", "W1", "unknown"]
     assert windows["W1"] == "2026-02-05 00:00 .. 2026-02-05 23:59 UTC, 2000 rows"
