@@ -128,6 +128,10 @@ class AmhsSettings(dg.ConfigurableResource):
     sensor_interval_s: int = Field(
         default=30, description="seconds between two ticks of raw_data_sensor and "
                                 "retraining_trigger_sensor")
+    pages_url: str = Field(
+        default="http://127.0.0.1:8000", description="where people reach `amhs serve`: the "
+                                                    "dashboard, evaluation and drift assets link "
+                                                    "their pages there in the Dagster UI")
     serve_latency_budget_ms: float = Field(
         default=20.0, description="a candidate slower than this per 2-line request (every "
                                   "horizon) is not registered: the API must answer in real time")
@@ -186,6 +190,10 @@ class AmhsSettings(dg.ConfigurableResource):
     @property
     def raw_dir(self) -> Path:
         return self.layout.raw
+
+    def page_url(self, route: str) -> dg.MetadataValue:
+        """A link to one of the API's report pages (dashboard, evaluation, drift)."""
+        return dg.MetadataValue.url(f"{self.pages_url.rstrip('/')}/{route}")
 
     @property
     def reports_dir(self) -> Path:

@@ -26,6 +26,7 @@ from amhs_assets_tests.support import serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 SMALL = {"xgb": {"num_boost_round": 15}, "ensemble": {"hgb_max_iter": 10, "mlp_epochs": 2}}
+PAGES_URL = "http://amhs.fab.example:8100/"  # where people reach the API
 DAYS = 14  # the drift report calibrates on at least 7 daily windows of the training split
 MONITORING = dg.AssetSelection.assets("performance_monitor", "monitoring_dashboard")
 CHARTS = 6  # live error, predicted vs actual, drift share, drifted columns, versions, quarantine
@@ -46,7 +47,7 @@ def fab(tmp_path_factory):
     for frame in frames.values():
         write_frame_by_day(frame, data / "raw")
     write_bad_rows(data / "raw", frames["A"])
-    settings = AmhsSettings(data_dir=str(data), **SMALL)
+    settings = AmhsSettings(data_dir=str(data), pages_url=PAGES_URL, **SMALL)
     tracking = MlflowTracking.for_data_dir(data)
     defs = build_definitions(settings, tracking)
     lines: list[str] = []
@@ -89,6 +90,9 @@ def test_amhs_run_watches_the_champion_and_finds_it_within_its_evaluated_level(f
     assert set(history["model_version"]) == {"1"} and set(history["period"]) == {"hour", "day"}
     dashboard = latest(fab.instance, "monitoring_dashboard")
     assert dashboard["charts"] == CHARTS and dashboard["champion_version"] == "1"
+    for key, route in (("monitoring_dashboard", "dashboard"), ("evaluation_report", "evaluation"),
+                       ("drift_report", "drift")):  # the Dagster UI links each page
+        assert latest(fab.instance, key)["url"] == f"http://amhs.fab.example:8100/{route}"
     page = (reports / "dashboard.html").read_text()
     assert "Champion: <b>v1</b> · watching <b>v1</b>" in page
     # each line's newest forecast explained beside its light; the champion's alarms live

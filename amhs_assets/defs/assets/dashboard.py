@@ -72,5 +72,5 @@ def monitoring_dashboard(context: dg.AssetExecutionContext, settings: AmhsSettin
         "drift_reports": len(drifts), "quarantined_rows": int(quarantined["rows"].sum()),
         "champion_version": champion.version if champion else "none",
         "dashboard_html": dg.MetadataValue.path(str(path)),
-        "url": dg.MetadataValue.url("http://127.0.0.1:8000/dashboard"),
+        "url": settings.page_url("dashboard"),
     })

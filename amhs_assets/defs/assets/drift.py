@@ -114,5 +114,6 @@ def drift_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
         "current_rows": int(document["current"]["rows"]),
         "drift_json": dg.MetadataValue.path(str(json_path)),
         "drift_html": dg.MetadataValue.path(str(html_path)),
+        "url": settings.page_url("drift"),
         "most_drifted": dg.MetadataValue.md(markdown_table(table) if len(table) else "none"),
     })

@@ -99,6 +99,7 @@ def evaluation_report(context: dg.AssetExecutionContext, settings: AmhsSettings,
     yield dg.Output(document, metadata={
         "evaluation_json": dg.MetadataValue.path(str(json_path)),
         "evaluation_html": dg.MetadataValue.path(str(html_path)),
+        "url": settings.page_url("evaluation"),
         "test_rows": document["test_window"]["rows"],
         "candidate": best,
         "champion_source": str(champion["source"]),
