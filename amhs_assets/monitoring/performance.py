@@ -8,7 +8,6 @@ model version with its predictions and, once they have arrived, the actual outco
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from amhs_assets.config import setting
 from amhs_assets.contract import REGRESSION_TARGETS, STATES
+from amhs_assets.documents import write_bytes
 from amhs_assets.evaluation.alarms import alarm_metrics
 from amhs_assets.evaluation.metrics import macro_f1
 from amhs_assets.monitoring.live import known
@@ -409,10 +409,7 @@ def append_history(path: Path, periods: pd.DataFrame) -> pd.DataFrame:
         old = old[~pd.MultiIndex.from_frame(old[list(PERIOD_KEY)]).isin(redone)]
         periods = pd.concat([old, periods], ignore_index=True) if len(old) else periods
     periods = periods.sort_values(list(HISTORY_KEY), ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    periods.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    write_bytes(path, periods.to_parquet(index=False))
     return periods
 
 
