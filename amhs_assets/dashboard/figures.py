@@ -33,9 +33,10 @@ EVENT_MARKERS = {  # event -> (marker symbol, colour, label)
 
 
 def local(stamps: pd.Series, tz: str) -> pd.Series:
-    """UTC timestamps as the fab's wall clock (naive), which plotly shows as they are."""
+    """UTC timestamps as the fab's wall clock (naive), which plotly shows as they are, to the
+    microsecond (plotly's datetimes hold no nanoseconds and would warn on each)."""
     stamps = pd.to_datetime(stamps, utc=True)
-    return stamps.dt.tz_convert(tz).dt.tz_localize(None)
+    return stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.floor("us")
 
 
 def _readable_span(fig: go.Figure, x: pd.Series) -> None:
