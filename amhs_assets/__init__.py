@@ -20,6 +20,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # off in the Makefile's instance already, and it cost `amhs registry list` ~0.7 s of CPU. Off
 # unless the user sets MLFLOW_DISABLE_TELEMETRY (or DO_NOT_TRACK) otherwise.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow draws a progress bar per artifact download (evaluation, promotion, the API's load):
+# dozens of bars in `amhs run`'s output and the run logs, for files of a few MB. Off unless set.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 __all__ = ["defs"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,7 +128,6 @@ class ModelStore:
             import mlflow
             from mlflow import MlflowClient
 
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             uri = self.settings.resolved_tracking_uri
             mlflow.set_tracking_uri(uri)  # models:/ URIs resolve against them
             mlflow.set_registry_uri(uri)

@@ -230,6 +230,7 @@ def test_a_new_day_under_dagster_dev_refreshes_only_its_partitions_and_monitorin
     run = subprocess.run([str(Path(sys.executable).parent / "amhs"), "run"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Downloading artifacts" not in run.stdout + run.stderr  # no MLflow progress bars
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.get_materialized_partitions(dg.AssetKey("cleaned_amhs_logs")) == set(history)
     end_before, _ = dashboard_data_end(instance)
