@@ -158,11 +158,14 @@ def run_summary(document: dict, config: AcceptanceConfig, champion: str | None =
     records = document["results"]
     table = metrics_by_horizon(records).round(3)
     candidate = (document.get("candidate") or {}).get("source", table.columns[-1])
-    bars = {r["name"]: f"{'<=' if r['metric'] == 'avg_mae' else '>='} {r['bar']:.4g}"
-            for r in judge(records, candidate, config)}
-    bars |= {f"avg_mae_vs_persistence_pct_h{h}": f">= {100 * config.mae_vs_persistence:g}"
-             for h in {int(r["horizon"]) for r in records}}
-    table["acceptance_bar"] = [bars.get(name, "") for name in table.index]
+    bars: dict[str, list[str]] = {}
+    for r in judge(records, candidate, config):  # max_avg_mae_s bars the avg_mae row too
+        row = r["name"].replace("avg_mae_max_", "avg_mae_")
+        bars.setdefault(row, []).append(
+            f"{'<=' if r['metric'] == 'avg_mae' else '>='} {r['bar']:.4g}")
+    for h in {int(r["horizon"]) for r in records}:
+        bars[f"avg_mae_vs_persistence_pct_h{h}"] = [f">= {100 * config.mae_vs_persistence:g}"]
+    table["acceptance_bar"] = [" and ".join(bars.get(name, [])) for name in table.index]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         lines = [f"test metrics ({document['test_window'].get('rows')} rows; avg: window-mean "
                  "transfer time, MAE in s; _hN: N minutes ahead):", table.to_string()]

@@ -41,6 +41,13 @@ def test_run_ends_with_one_table_whose_rows_name_target_and_horizon():
     assert len(lines) == 3  # the caption, the table, the verdict line
 
 
+def test_an_absolute_mae_bar_shows_beside_the_persistence_one_in_the_table():
+    lines = run_summary(document(), AcceptanceConfig(max_avg_mae_s=29.0), "3", "4")
+    row = next(r for r in lines[1].splitlines() if r.startswith("avg_mae_h10 "))
+    assert row.split()[5:] == ["<=", "38", "and", "<=", "29"]
+    assert "avg_mae_max_h10 30 > bar 29" in lines[-1]  # the champion's 30 s fails it
+
+
 def test_the_last_line_says_whether_the_champion_meets_the_bars_and_which_fail():
     ok = run_summary(document(), AcceptanceConfig(), "3", "4")[-1]
     assert ok == f"champion v3 (champion): meets every acceptance bar ({4 * len(HORIZONS)} of " \
