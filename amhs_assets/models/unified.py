@@ -77,7 +77,6 @@ class UnifiedModel:
     feature_names: tuple[str, ...]
     policies: dict[int, HorizonPolicy] = field(default_factory=dict)
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
-    refit_weight: float = 1.0  # the refit's share in the served regressors (blend_boosters)
 
     @property
     def horizons(self) -> tuple[int, ...]:
@@ -148,7 +147,7 @@ def fit_unified_model(ds: ModelDataset, config: XgbConfig, row_share: float = 0.
         proba = predict_booster(classifier, with_horizon(X_val, h)).reshape(len(X_val), N_CLASSES)
         model.policies[h] = validation_policy(ds, h, proba, alarms)
     if alarms.refit:
-        model.early, model.refit_weight = regressors, alarms.refit_weight
+        model.early = regressors
         model.regressors = served_regressors(_refit(ds, config, tr, va, base, regressors,
                                                     progress), regressors, alarms.refit_weight)
     return model

@@ -205,7 +205,6 @@ class HorizonModels:
     best_iterations: dict[str, int]
     policy: HorizonPolicy | None = None
     early: dict[str, xgb.Booster] | None = None  # the regressors before the refit
-    refit_weight: float = 1.0  # the refit's share in the served regressors (blend_boosters)
 
     def predict(self, X: np.ndarray, early: bool = False) -> dict[str, np.ndarray]:
         """min/max/avg in seconds, calibrated state probabilities (rows, 3), the state per the
@@ -351,7 +350,7 @@ def fit_horizon_models(ds: ModelDataset, h: int, config: XgbConfig,
     models.policy = validation_policy(ds, h, proba, alarms)
     if alarms.refit:
         refit = refit or shared_matrices(ds, config, refit=True)
-        models.early, models.refit_weight = regressors, alarms.refit_weight
+        models.early = regressors
         models.regressors = served_regressors(
             refit_regressors(ds, h, config, refit, best, progress), regressors,
             alarms.refit_weight)

@@ -74,7 +74,8 @@ def _metric(tags: dict[str, str], key: str) -> str:
 def version_table(client: MlflowClient, name: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every version, newest first: aliases, creation time, the test window it was scored on
     (a label, W1, W2, ...: figures compare only within one label), avg MAE per horizon and the
-    means over horizons, whether it met the acceptance bars, decision and provenance; and the labels' windows in words."""
+    means over horizons, whether it met the acceptance bars, decision and provenance; and the
+    labels' windows in words."""
     try:
         versions = client.search_model_versions(f"name='{name}'")
         aliases = client.get_registered_model(name).aliases  # search results may omit them
