@@ -3,8 +3,6 @@ early-stopped ones, as one booster per target."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import xgboost as xgb
@@ -82,7 +80,7 @@ def test_the_served_regressors_blend_refit_and_early_stopped_by_refit_weight(fit
 
 def test_refit_weight_zero_serves_the_early_stopped_and_out_of_range_is_refused(fitted):
     ds, models = fitted
-    hm = dataclasses.replace(models[0.3]["xgb"].horizon_models[HORIZONS[0]])
+    hm = models[0.3]["xgb"].horizon_models[HORIZONS[0]]
     with pytest.raises(ValueError, match="refit_weight"):
         AlarmConfig(refit_weight=1.5)
     X = ds.X[:50]
