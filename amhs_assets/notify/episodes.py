@@ -6,13 +6,19 @@ state is CRITICAL. A line enters an episode with its first alarming forecast and
 ``clear_after`` consecutive forecasts without one; alarms in between belong to the same
 episode, so a flapping line is paged once. Only forecasts of a newer minute than the line's
 last one count: a minute answered twice (two clients, a retry) or an older one is ignored.
+
+`CriticalEpisodes` keeps that state in memory; `SharedEpisodes` keeps it in a SQLite file that
+every worker process of the API shares (and that outlives a restart), so a line whose requests
+reach several workers is still announced once per episode.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime
+from pathlib import Path
 
 from amhs_assets.notify import messages
 
@@ -91,3 +97,77 @@ class CriticalEpisodes:
                                         line.peak, model)
         self.lines[line_id] = LineEpisode(last_as_of=as_of)
         return out
+
+    def close(self) -> None:
+        """Nothing to release (SharedEpisodes closes its file)."""
+
+
+COLUMNS = tuple(f.name for f in fields(LineEpisode))
+SCHEMA = """CREATE TABLE IF NOT EXISTS critical_episodes (
+    line_id TEXT PRIMARY KEY, last_as_of TEXT NOT NULL, started_at TEXT,
+    last_alarm_at TEXT NOT NULL, calm INTEGER NOT NULL, alarm_minutes INTEGER NOT NULL,
+    peak REAL)"""
+UPSERT = (f"INSERT OR REPLACE INTO critical_episodes (line_id, {', '.join(COLUMNS)}) "
+          f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})")
+BUSY_TIMEOUT_S = 30.0  # another worker's transaction holds the file for milliseconds
+
+
+class SharedEpisodes:
+    """CriticalEpisodes over a SQLite file (WAL) shared by the processes that serve one host's
+    API: each answer is read, decided and written back in one write transaction, so two
+    workers never both open (or both clear) a line's episode. One row per line. Used from one
+    thread per process (the notifier's); `lines` may be read from any."""
+
+    def __init__(self, path: Path, clear_after: int) -> None:
+        self.path, self.clear_after = Path(path), clear_after
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last minutes, never the file
+        db.execute(SCHEMA)
+        return db
+
+    def observe(self, model: Mapping, predictions: Iterable[Mapping]) -> list[dict]:
+        """As CriticalEpisodes.observe, against the state every worker shares."""
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # the write lock first: nobody changes the rows read
+        try:
+            tracker = CriticalEpisodes(self.clear_after)
+            tracker.lines = self._read(db)
+            before = {line_id: astuple(line) for line_id, line in tracker.lines.items()}
+            out = tracker.observe(model, predictions)
+            changed = [(line_id, *astuple(line)) for line_id, line in tracker.lines.items()
+                       if before.get(line_id) != astuple(line)]
+            db.executemany(UPSERT, changed)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out
+
+    @staticmethod
+    def _read(db: sqlite3.Connection) -> dict[str, LineEpisode]:
+        rows = db.execute(f"SELECT line_id, {', '.join(COLUMNS)} FROM critical_episodes")
+        return {row[0]: LineEpisode(*row[1:]) for row in rows}
+
+    @property
+    def lines(self) -> dict[str, LineEpisode]:
+        """Every line's state as stored now (a connection of its own)."""
+        if not self.path.exists():
+            return {}
+        db = self._connect()
+        try:
+            return self._read(db)
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

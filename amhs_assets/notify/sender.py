@@ -22,7 +22,8 @@ import tenacity
 from amhs_assets.notify.config import NotifyConfig, redacted
 
 log = logging.getLogger(__name__)
-RESULTS = ("sent", "failed", "dropped")
+RESULTS = ("sent", "failed", "dropped", "untracked")  # untracked: an answer whose CRITICAL
+# episodes could not be followed (its queue full, or the episode store failing)
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # worth another try
 MAX_BACKOFF_S = 60.0
 DROP_WARNING_S = 10.0  # at most one "queue full" warning per this many seconds
@@ -110,6 +111,10 @@ class WebhookSender:
                     self.config.queue_size, kind, message.get("event"),
                     message.get("line_id", "-"), redacted(url),
                     f" (and {others} other(s) since the last warning)" if others else "")
+
+    def record(self, kind: str, result: str) -> None:
+        """Count a result that happened outside the sender (see RESULTS)."""
+        self._count(kind, result)
 
     def _count(self, kind: str, result: str) -> None:
         with self._lock:

@@ -96,7 +96,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         PredictionLog(settings.predictions_dir, on_drop=lambda n: metrics.log_dropped.inc(n),
                       keep_days=settings.prediction_log_days)
         if settings.log_predictions else None)
-    app.state.notifier = Notifier(settings.notify, on_result=metrics.notified)
+    app.state.notifier = Notifier(settings.notify, on_result=metrics.notified,
+                                  state_file=settings.episodes_file)
     app.include_router(router)
     app.include_router(reports_router)  # /dashboard, /evaluation, /drift, /assets/...
     app.add_exception_handler(RequestError, request_error)

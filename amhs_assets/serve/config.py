@@ -126,6 +126,11 @@ class ServeSettings:
         return self.layout.predictions
 
     @property
+    def episodes_file(self) -> Path:
+        """The lines' CRITICAL episodes, shared by every worker process of the API."""
+        return self.layout.root / "notify" / "critical_episodes.sqlite"
+
+    @property
     def dashboard_path(self) -> Path:
         """The monitoring dashboard that /dashboard serves."""
         return self.layout.dashboard

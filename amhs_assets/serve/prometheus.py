@@ -58,7 +58,8 @@ class ServeMetrics:
             registry=reg)
         self.notifications = Counter(
             "amhs_notifications_total", "webhook messages (one per URL) by kind and result: sent, "
-            "failed after every try, dropped because the queue was full", ["kind", "result"],
+            "failed after every try, dropped because the queue was full; untracked: answers whose "
+            "CRITICAL episodes could not be followed", ["kind", "result"],
             registry=reg)
 
     def notified(self, kind: str, result: str) -> None:

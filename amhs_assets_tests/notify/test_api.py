@@ -34,7 +34,8 @@ async def predict_while_stuck(app, requests: int) -> tuple[float, str]:
             answer = await client.post("/v1/predict", json={"rows": list(rows())})
             slowest = max(slowest, time.perf_counter() - started)
             assert answer.status_code == 200, answer.text
-        assert set(notifier.episodes.lines) == {"A", "B"}  # every answer was observed
+        assert notifier.wait_idle()
+        assert set(notifier.episodes.lines) == {"A", "B"}  # every answer was tracked, on disk
         deadline = time.monotonic() + 10
         while notifier.sender.count("critical", "failed") < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -54,4 +55,5 @@ def test_predictions_stay_fast_while_every_webhook_is_down_or_hangs(tmp_path):
         assert settings.notify.critical_webhooks == (hanging, closed)
         slowest, metrics = asyncio.run(predict_while_stuck(create_app(settings), 10))
     assert slowest < 1.0, slowest  # far from the 2 s the hanging receiver holds the sender
+    assert (tmp_path / "data" / "notify" / "critical_episodes.sqlite").is_file()
     assert 'amhs_notifications_total{kind="critical",result="failed"}' in metrics

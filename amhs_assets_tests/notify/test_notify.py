@@ -35,9 +35,13 @@ EXPECTED = {"A": [("entered", 3), ("cleared", 11), ("entered", 20), ("cleared", 
             "B": [("entered", 10), ("cleared", 17), ("entered", 30), ("cleared", 33)]}
 
 
-def test_two_episodes_with_flapping_give_one_entered_and_one_cleared_message_each():
+@pytest.mark.parametrize("store", ["memory", "file"])
+def test_two_episodes_with_flapping_give_one_entered_and_one_cleared_message_each(store,
+                                                                                  tmp_path):
+    state_file = tmp_path / "episodes.sqlite" if store == "file" else None
     with receiving() as receiver:
-        notifier = Notifier(NotifyConfig(critical_webhooks=(receiver.url,), clear_after=3))
+        notifier = Notifier(NotifyConfig(critical_webhooks=(receiver.url,), clear_after=3),
+                            state_file=state_file)
         notifier.start()
         for minute in range(40):
             answer = [forecast(line, minute, minute in ALARMS[line]) for line in ALARMS]
