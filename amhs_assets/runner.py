@@ -168,7 +168,9 @@ def run_summary(document: dict, config: AcceptanceConfig, champion: str | None =
     table["acceptance_bar"] = [" and ".join(bars.get(name, [])) for name in table.index]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         lines = [f"test metrics ({document['test_window'].get('rows')} rows; avg: window-mean "
-                 "transfer time, MAE in s; _hN: N minutes ahead):", table.to_string()]
+                 "transfer time, MAE in s; _hN: N minutes ahead; state and CRITICAL recall at "
+                 "each model's operating point, which trades accuracy for recall: docs/alarms.md):",
+                 table.to_string()]
     column = champion_column(document, champion, registered)
     if champion is None:
         lines.append("no champion: " + candidate_line(document, config, registered))
