@@ -59,6 +59,7 @@ class StateResult(_Open):
     caught_5min_share: Optional[float] = None
     critical_episodes: Optional[int] = None
     brier: Optional[float] = None
+    argmax_accuracy: Optional[float] = None  # what the most probable class would have scored
 
 
 class EvaluationDocument(_Open):

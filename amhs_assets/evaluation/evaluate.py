@@ -72,9 +72,13 @@ def state_alarm_figures(group: pd.DataFrame, h: int, threshold: float | None) ->
                         group["line_id"].to_numpy(), group["timestamp"].to_numpy(), h, 0.5)
     out["critical_threshold"] = threshold
     columns = [f"proba_{s}" for s in STATES]
-    brier = brier_score(group[columns].to_numpy(), group["actual_state"].to_numpy()) \
-        if set(columns) <= set(group) else None
-    return out | {"brier": brier}
+    if not set(columns) <= set(group):
+        return out | {"brier": None, "argmax_accuracy": None}
+    proba, actual = group[columns].to_numpy(), group["actual_state"].to_numpy()
+    known = actual >= 0
+    # what taking the most probable class would score: the operating point trades it for recall
+    argmax = float((proba[known].argmax(axis=1) == actual[known]).mean()) if known.any() else None
+    return out | {"brier": brier_score(proba, actual), "argmax_accuracy": argmax}
 
 
 def evaluation_records(predictions: pd.DataFrame,

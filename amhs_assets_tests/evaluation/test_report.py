@@ -250,6 +250,14 @@ def test_the_alarm_sections_show_the_operating_points_pr_curves_reliability_and_
     record = next(r for r in records if r["model"] == "xgb" and r["horizon"] == 10
                   and r["target"] == "state")
     assert f"<td>{record['critical_recall']:.1%}</td>" in xgb10 and "<td>0.400</td>" in xgb10
+    group = preds[(preds["model"] == "xgb") & (preds["horizon"] == 10)]
+    known = group["actual_state"] >= 0
+    most_probable = group[["proba_NORMAL", "proba_WARNING", "proba_CRITICAL"]].to_numpy().argmax(1)
+    assert record["argmax_accuracy"] == pytest.approx(
+        (most_probable[known] == group["actual_state"][known]).mean())
+    assert record["argmax_accuracy"] != pytest.approx(record["accuracy"])  # the alarms moved it
+    assert "accuracy, most probable class" in page
+    assert f"<td>{record['argmax_accuracy']:.1%}</td>" in page
     assert "isotonic" in alarms and "precision 0.5" in alarms
     assert "Horizon 10 min · test window · ★ operating point" in page
     assert "Horizon 25 min · reliability of P(CRITICAL), validation rows" in page
