@@ -4,6 +4,7 @@ one pydantic model per shape, and the atomic writer every document goes through.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -207,9 +208,22 @@ class PerformanceDocument(_Open):
     periods: list[PeriodMetrics]
 
 
+def finite(value: Any) -> Any:
+    """A document with every NaN or infinite float replaced by None: JSON has no NaN, and
+    strict parsers (a browser's JSON.parse, Go, jq) refuse Python's bare NaN token."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, document: Any) -> Path:
-    """Write a JSON document atomically (readers never see half a file)."""
-    return write_text(path, json.dumps(document, indent=2, default=str))
+    """Write a JSON document atomically (readers never see half a file), undefined figures
+    (NaN, infinities) as null."""
+    return write_text(path, json.dumps(finite(document), indent=2, default=str))
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from amhs_assets.config import setting
 from amhs_assets.contract import REGRESSION_TARGETS, STATES
-from amhs_assets.documents import write_bytes
+from amhs_assets.documents import finite, write_bytes
 from amhs_assets.evaluation.alarms import alarm_metrics
 from amhs_assets.evaluation.metrics import macro_f1
 from amhs_assets.monitoring.live import known
@@ -244,12 +244,12 @@ def _horizon_verdict(r: pd.Series) -> dict:
     """One horizon's figures and verdict, as performance.json's "live" entry."""
     out = {"rows": int(r["rows"]), "live_mae_avg": _float(r["mae_avg"]),
            "evaluated_mae_avg": _float(r["evaluated_mae_avg"]),
-           "ratio": _finite(r["mae_avg_ratio"]), "critical_rows": int(r["critical_rows"]),
+           "ratio": finite(r["mae_avg_ratio"]), "critical_rows": int(r["critical_rows"]),
            "versions": r["versions"]}
     for _, column, _, _ in CHECKED[1:]:
-        out |= {f"live_{column}": _finite(r[column]),
-                f"evaluated_{column}": _finite(r[f"evaluated_{column}"]),
-                f"{column}_ratio": _finite(r[f"{column}_ratio"])}
+        out |= {f"live_{column}": finite(r[column]),
+                f"evaluated_{column}": finite(r[f"evaluated_{column}"]),
+                f"{column}_ratio": finite(r[f"{column}_ratio"])}
     out["judged_metrics"] = [c for _, c, _, _ in CHECKED if r[f"{c}_judged"]]
     out["failed"] = [c for _, c, _, _ in CHECKED if r[f"{c}_failed"]]
     out["judged"], out["degraded"] = bool(out["judged_metrics"]), bool(out["failed"])
@@ -364,24 +364,13 @@ def window_metrics(scored: pd.DataFrame, window: dict) -> dict:
             for _, r in table.iterrows()}
 
 
-def _finite(value):
-    """A document with every NaN or infinite float replaced by None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def performance_document(*, model: dict, verdict: Verdict, levels: pd.DataFrame,
                          periods: pd.DataFrame, scored: pd.DataFrame, sources: dict,
                          tz: str) -> dict:
     """performance.json: the model watched, the window verdict, evaluated levels, the newest
     forecasts and the hourly/daily metrics of this run (see README, Monitoring)."""
     current = levels[levels["model_version"] == str(model.get("version_label"))]
-    return _finite({
+    return finite({
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "timezone": tz,
         "model": model,
