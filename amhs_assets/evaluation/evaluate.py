@@ -75,9 +75,8 @@ def state_alarm_figures(group: pd.DataFrame, h: int, threshold: float | None) ->
     if not set(columns) <= set(group):
         return out | {"brier": None, "argmax_accuracy": None}
     proba, actual = group[columns].to_numpy(), group["actual_state"].to_numpy()
-    known = actual >= 0
     # what taking the most probable class would score: the operating point trades it for recall
-    argmax = float((proba[known].argmax(axis=1) == actual[known]).mean()) if known.any() else None
+    argmax = classification_metrics(actual, proba.argmax(axis=1))["accuracy"]
     return out | {"brier": brier_score(proba, actual), "argmax_accuracy": argmax}
 
 
